@@ -60,5 +60,6 @@ class Paths:
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """The config as a JSON-able dict (for saving beside artifacts)."""
     data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a mapping config, got {type(data).__name__}")
     return {str(k): v for k, v in data.items()}

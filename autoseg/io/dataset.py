@@ -3,6 +3,10 @@
 Images are ``{CASE}_{XXXX}{file_ending}`` with a 4-digit channel index, labels are
 ``{CASE}{file_ending}``. :func:`load_raw_dataset` reads dataset.json and pairs the files
 into :class:`Case` objects; it does not judge them: :mod:`autoseg.io.validation` does.
+
+As in nnU-Net v2, dataset.json may instead list the files explicitly under the optional
+``"dataset"`` key, ``{"case_id": {"images": ["imagesTr/a_0000.nii.gz", ...], "label": "labelsTr/a.nii.gz"}}``,
+with paths relative to the dataset folder; the list position is the channel index.
 """
 
 from __future__ import annotations
@@ -53,7 +57,9 @@ class RawDataset:
         channel_names: channel index -> name (``{0: "CT"}``), from dataset.json.
         labels: label name -> value (ints; regions are lists of ints).
         file_ending: e.g. ``.nii.gz``.
-        cases: the cases found in imagesTr/labelsTr, sorted by name.
+        cases: the cases found in imagesTr/labelsTr (or listed under dataset.json's
+            ``"dataset"`` key), sorted by name.
+        explicit_files: True when dataset.json has a ``"dataset"`` key listing the files.
     """
 
     root: Path
@@ -63,6 +69,7 @@ class RawDataset:
     labels: dict[str, Any]
     file_ending: str
     cases: tuple[Case, ...] = field(default=())
+    explicit_files: bool = False
 
     @property
     def num_channels(self) -> int:
@@ -104,7 +111,7 @@ def resolve_dataset(dataset: str | os.PathLike[str], raw_root: str | os.PathLike
     """
     text = str(dataset)
     as_path = Path(text).expanduser()
-    if as_path.is_dir() and (as_path / "dataset.json").exists() or ("/" in text and as_path.is_dir()):
+    if as_path.is_dir() and ((as_path / "dataset.json").exists() or "/" in text):
         return as_path.resolve()
     if raw_root is None:
         raise DatasetNotFoundError(
@@ -176,16 +183,7 @@ def _labels(desc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_raw_dataset(root: str | os.PathLike[str]) -> RawDataset:
-    """Read dataset.json and pair image and label files into cases.
-
-    Files that do not fit the naming are not dropped silently: they surface as cases with
-    missing parts (an image without label, a label without images), which validation lists.
-    """
-    root = Path(root)
-    desc = read_description(root)
-    ending = str(desc.get("file_ending") or "")
-    channel_names = _channel_names(desc)
+def _discover_cases(root: Path, ending: str) -> list[Case]:
     images: dict[str, dict[int, Path]] = {}
     labels: dict[str, Path] = {}
     if ending:
@@ -203,12 +201,52 @@ def load_raw_dataset(root: str | os.PathLike[str]) -> RawDataset:
     for name in sorted(set(images) | set(labels)):
         chans = images.get(name, {})
         cases.append(Case(name=name, channel_files=dict(sorted(chans.items())), label=labels.get(name)))
+    return cases
+
+
+def _listed_path(root: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else root / path
+
+
+def _listed_cases(root: Path, listing: Any) -> list[Case]:
+    """Cases listed under dataset.json's ``"dataset"`` key; malformed entries are skipped."""
+    cases = []
+    for name, entry in sorted(listing.items()) if isinstance(listing, dict) else []:
+        if not isinstance(entry, dict):
+            continue
+        files = entry.get("images")
+        chans = {
+            i: _listed_path(root, f)
+            for i, f in enumerate(files if isinstance(files, list) else [])
+            if isinstance(f, str) and f
+        }
+        label = entry.get("label")
+        label_path = _listed_path(root, label) if isinstance(label, str) and label else None
+        cases.append(Case(name=str(name), channel_files=chans, label=label_path))
+    return cases
+
+
+def load_raw_dataset(root: str | os.PathLike[str]) -> RawDataset:
+    """Read dataset.json and pair image and label files into cases.
+
+    Files that do not fit the naming are not dropped silently: they surface as cases with
+    missing parts (an image without label, a label without images), which validation lists.
+    With a ``"dataset"`` key in dataset.json, the listed files are used instead of
+    imagesTr/labelsTr, paths relative to ``root`` (nothing is resolved or checked here).
+    """
+    root = Path(root)
+    desc = read_description(root)
+    ending = str(desc.get("file_ending") or "")
+    explicit = "dataset" in desc
+    cases = _listed_cases(root, desc["dataset"]) if explicit else _discover_cases(root, ending)
     return RawDataset(
         root=root,
         name=root.name,
         description=desc,
-        channel_names=channel_names,
+        channel_names=_channel_names(desc),
         labels=_labels(desc),
         file_ending=ending,
         cases=tuple(cases),
+        explicit_files=explicit,
     )

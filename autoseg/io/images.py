@@ -118,14 +118,20 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
 
     Example:
         >>> arr, geom = read_image("case_0000.nii.gz")  # doctest: +SKIP
-        >>> arr.shape == geom.shape
+        >>> arr.shape == geom.shape  # doctest: +SKIP
         True
     """
+    from autoseg.io.integrity import truncation  # integrity needs file_ending from here
+
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise ImageReadError(f"{path}: cannot read image ({_short(err)})") from err
-    return sitk.GetArrayFromImage(image), _geometry_of(image)
+    array = sitk.GetArrayFromImage(image)
+    reason = truncation(Path(path), array)
+    if reason is not None:
+        raise ImageReadError(f"{path}: the file is truncated or corrupt ({reason})")
+    return array, _geometry_of(image)
 
 
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike[str]) -> Path:

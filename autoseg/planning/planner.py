@@ -10,14 +10,13 @@ batch covers at most a set share of the dataset (reference/nnunet-v2-facts.md §
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from autoseg.planning.memory import NetworkShape, estimate_feature_map_elements, expand_per_stage
 from autoseg.planning.presets import PlannerConfig
-from autoseg.planning.topology import Topology, derive_topology, features_per_stage
+from autoseg.planning.topology import Topology, Vector, derive_topology, features_per_stage
 
 
 @dataclass
@@ -58,7 +57,7 @@ def _network(cfg: PlannerConfig, topology: Topology, num_classes: int) -> Networ
     )
 
 
-def initial_patch(spacing: Sequence[float], median_shape: Sequence[float]) -> tuple[int, ...]:
+def initial_patch(spacing: Vector, median_shape: Vector) -> tuple[int, ...]:
     """A patch of 256^3 (3D) or 2048^2 (2D) voxels shaped like the physical grid, clipped to the median."""
     inv = 1.0 / np.asarray(spacing, dtype=np.float64)
     volume = 256.0**3 if len(spacing) == 3 else 2048.0**2
@@ -67,13 +66,13 @@ def initial_patch(spacing: Sequence[float], median_shape: Sequence[float]) -> tu
 
 
 def plan_configuration(
-    spacing: Sequence[float],
-    median_shape: Sequence[float],
+    spacing: Vector,
+    median_shape: Vector,
     dataset_voxels: float,
     num_classes: int,
     cfg: PlannerConfig,
     explain: Explanation,
-    patch_size: Sequence[int] | None = None,
+    patch_size: Vector | None = None,
     tag: str = "",
 ) -> ConfigurationPlan:
     """Choose patch, topology and batch size for one configuration.
@@ -141,7 +140,7 @@ def plan_configuration(
 
 def plan_lowres(
     full: ConfigurationPlan,
-    median_shape: Sequence[float],
+    median_shape: Vector,
     num_cases: int,
     num_classes: int,
     cfg: PlannerConfig,

@@ -76,7 +76,7 @@ class PlannerConfig:
             hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, valid, 1)})" for k in unknown]
             raise ValueError(f"planner config: unknown keys {', '.join(hints)}")
         kwargs = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in data.items()}
-        return cls(**kwargs)
+        return cls(**kwargs)  # type: ignore[arg-type]  # values checked in __post_init__
 
 
 def available_presets() -> list[str]:

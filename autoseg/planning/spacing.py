@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autoseg.planning.topology import Vector
+
 
 @dataclass(frozen=True)
 class SpacingDecision:
@@ -22,7 +24,7 @@ class SpacingDecision:
 
 
 def target_spacing(
-    spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], anisotropy_threshold: float = 3.0
+    spacings: Sequence[Vector], shapes: Sequence[Sequence[int]], anisotropy_threshold: float = 3.0
 ) -> SpacingDecision:
     """The median spacing per axis, except for strongly anisotropic data.
 
@@ -69,7 +71,7 @@ def target_spacing(
     )
 
 
-def transpose_axes(spacing: Sequence[float]) -> tuple[list[int], list[int]]:
+def transpose_axes(spacing: Vector) -> tuple[list[int], list[int]]:
     """Axis order with the coarsest axis first, and its inverse.
 
     Example:
@@ -83,7 +85,7 @@ def transpose_axes(spacing: Sequence[float]) -> tuple[list[int], list[int]]:
 
 
 def median_shape_at(
-    shapes: Sequence[Sequence[int]], spacings: Sequence[Sequence[float]], target: Sequence[float]
+    shapes: Sequence[Sequence[int]], spacings: Sequence[Vector], target: Vector
 ) -> np.ndarray:
     """Median over cases of each case's shape once resampled to ``target`` (float array)."""
     new = [

@@ -12,6 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
+
+import numpy as np
+
+#: A per-axis vector: a list, a tuple or a 1-D numpy array.
+Vector: TypeAlias = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,13 @@ class Topology:
         return len(self.strides)
 
 
-def pad_to_multiple(shape: Sequence[int], divisor: Sequence[int]) -> tuple[int, ...]:
+def pad_to_multiple(shape: Vector, divisor: Sequence[int]) -> tuple[int, ...]:
     """Round each axis up to a multiple of its divisor: ``(40, 50), (8, 16) -> (40, 64)``."""
     return tuple(int(math.ceil(s / d) * d) for s, d in zip(shape, divisor, strict=True))
 
 
 def derive_topology(
-    spacing: Sequence[float], patch_size: Sequence[int], min_edge: int = 4, max_pools: int = 999999
+    spacing: Vector, patch_size: Vector, min_edge: int = 4, max_pools: int = 999999
 ) -> Topology:
     """Derive pooling and kernel sizes for ``patch_size`` at ``spacing``.
 

@@ -42,7 +42,9 @@ def summary(plans, name):
     ],
 )
 def test_matches_nnunet_reference_plans(preset_name, data, cases, config, expected):
-    plans, _ = build_plans(make_fingerprint(*data, cases, num_labels=3 if data is HIPPOCAMPUS else 2), preset(preset_name))
+    plans, _ = build_plans(
+        make_fingerprint(*data, cases, num_labels=3 if data is HIPPOCAMPUS else 2), preset(preset_name)
+    )
     assert summary(plans, config) == expected
 
 
@@ -116,13 +118,19 @@ def test_memory_model_shrinks_and_grows_the_patch_with_gpu_memory():
 
 
 def test_normalization_ct_vs_zscore_and_mask_rule():
-    plans, _ = build_plans(make_fingerprint(*HIPPOCAMPUS, 20, channel="CT", relative_size=0.5), preset("default"))
+    plans, _ = build_plans(
+        make_fingerprint(*HIPPOCAMPUS, 20, channel="CT", relative_size=0.5), preset("default")
+    )
     full = plans["configurations"]["3d_fullres"]
     assert full["normalization_schemes"] == ["ct"] and full["use_mask_for_norm"] == [False]
-    plans, _ = build_plans(make_fingerprint(*HIPPOCAMPUS, 20, channel="FLAIR", relative_size=0.5), preset("default"))
+    plans, _ = build_plans(
+        make_fingerprint(*HIPPOCAMPUS, 20, channel="FLAIR", relative_size=0.5), preset("default")
+    )
     full = plans["configurations"]["3d_fullres"]
     assert full["normalization_schemes"] == ["zscore"] and full["use_mask_for_norm"] == [True]
-    plans, _ = build_plans(make_fingerprint(*HIPPOCAMPUS, 20, channel="T1", relative_size=0.9), preset("default"))
+    plans, _ = build_plans(
+        make_fingerprint(*HIPPOCAMPUS, 20, channel="T1", relative_size=0.9), preset("default")
+    )
     assert plans["configurations"]["3d_fullres"]["use_mask_for_norm"] == [False]
 
 

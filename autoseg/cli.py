@@ -1,0 +1,290 @@
+"""The ``autoseg`` command: argparse subcommands, each composing the hydra config and calling one stage.
+
+Positional ``key=value`` arguments are hydra overrides (``paths.raw=/data``,
+``planner.max_dataset_covered=0.1``); ``CONFIG.FIELD=VALUE`` arguments (``3d_fullres.batch_size=4``)
+override a plan field and are recorded in plans.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PLAN_OVERRIDE_PREFIXES = ("2d.", "3d_fullres.", "3d_lowres.")
+log = logging.getLogger("autoseg")
+
+
+def _split_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    hydra: list[str] = []
+    plan: list[str] = []
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"autoseg: error: unexpected argument {item!r} (overrides are key=value)")
+        (plan if item.startswith(PLAN_OVERRIDE_PREFIXES) else hydra).append(item)
+    return hydra, plan
+
+
+def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
+    from autoseg.config import compose
+
+    return compose([*extra, *args.hydra_overrides])
+
+
+def _dataset_root(args: argparse.Namespace, cfg: Any) -> Path:
+    from autoseg.config import Paths
+    from autoseg.io.dataset import resolve_dataset
+
+    return resolve_dataset(args.dataset, Paths.from_config(cfg).raw)
+
+
+def _folders(cfg: Any, dataset_root: Path) -> Any:
+    from autoseg.config import Paths
+    from autoseg.io.dataset import load_raw_dataset
+    from autoseg.stages import DatasetFolders
+
+    return DatasetFolders.for_dataset(
+        Paths.from_config(cfg).require("preprocessed"), load_raw_dataset(dataset_root)
+    )
+
+
+def _planner(cfg: Any, args: argparse.Namespace) -> Any:
+    from omegaconf import OmegaConf
+
+    from autoseg.planning.presets import PlannerConfig
+
+    data: dict[str, Any] = dict(OmegaConf.to_container(cfg.planner, resolve=True))  # type: ignore[arg-type]
+    if getattr(args, "gpu_memory", None) is not None:
+        data["gpu_memory_gb"] = float(args.gpu_memory)
+    if getattr(args, "plans_name", None):
+        data["name"] = args.plans_name
+    return PlannerConfig.from_mapping(data)
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from autoseg.synthetic import SyntheticSpec, generate_dataset
+
+    spec = SyntheticSpec(
+        num_cases=args.num_cases,
+        channels=args.channels,
+        classes=args.classes,
+        shape=tuple(args.shape),
+        spacing=tuple(args.spacing),
+        modality=args.modality,
+        seed=args.seed,
+    )
+    out = generate_dataset(args.out_folder, spec, num_workers=args.num_workers)
+    print(f"synthetic dataset with {spec.num_cases} cases written to {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from autoseg.io.dataset import load_raw_dataset
+    from autoseg.io.validation import format_problems, validate_dataset
+
+    cfg = _config(args)
+    root = _dataset_root(args, cfg)
+    problems = validate_dataset(load_raw_dataset(root), num_workers=args.num_workers)
+    print(format_problems(problems) if problems else f"{root}: no problems found")
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from autoseg.stages import run_fingerprint
+
+    cfg = _config(args)
+    root = _dataset_root(args, cfg)
+    fp = run_fingerprint(root, _folders(cfg, root), args.num_workers)
+    print(
+        f"fingerprint: {fp['num_cases']} cases, median spacing {fp['median_spacing']}, "
+        f"median shape after crop {fp['median_shape_after_crop']}"
+    )
+    return 0
+
+
+def format_plans(plans: dict[str, Any]) -> str:
+    """A compact, human-readable summary of plans.json."""
+    lines = [
+        f"plans {plans['plans_name']!r} for {plans['dataset_name']}: "
+        f"axis order {plans['transpose_forward']}, "
+        f"median spacing {[round(s, 4) for s in plans['original_median_spacing_after_transp']]}, "
+        f"median shape {plans['original_median_shape_after_transp']}"
+    ]
+    for name, c in plans["configurations"].items():
+        if "patch_size" not in c:
+            lines.append(f"  {name}: {c}")
+            continue
+        arch = c["architecture"]
+        lines.append(
+            f"  {name}: spacing {[round(s, 4) for s in c['spacing']]}, "
+            f"median {c['median_image_size_in_voxels']}, "
+            f"patch {c['patch_size']}, batch {c['batch_size']}, {arch['n_stages']} stages "
+            f"({arch['network']}, features {arch['features_per_stage']}), strides {arch['strides']}, "
+            f"kernels {arch['kernel_sizes']}, normalization {c['normalization_schemes']} "
+            f"mask {c['use_mask_for_norm']}, batch_dice {c['batch_dice']}"
+        )
+    if plans.get("overrides"):
+        lines.append(f"  overrides: {plans['overrides']}")
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from autoseg.config import to_plain
+    from autoseg.stages import run_fingerprint, run_plan, run_preprocess
+
+    cfg = _config(args, [f"planner={args.preset}"])
+    root = _dataset_root(args, cfg)
+    folders = _folders(cfg, root)
+    if args.reuse_fingerprint and folders.fingerprint.is_file():
+        log.info("reusing %s", folders.fingerprint)
+    else:
+        run_fingerprint(root, folders, args.num_workers)
+    planner = _planner(cfg, args)
+    user_splits = root / "splits.json"
+    plans, explain = run_plan(
+        folders,
+        planner,
+        args.plan_overrides,
+        to_plain(cfg),
+        int(cfg.num_folds),
+        int(cfg.seed),
+        user_splits if user_splits.is_file() else None,
+    )
+    if args.explain:
+        print("why:\n  " + "\n  ".join(explain.lines))
+    print(format_plans(plans))
+    print(f"plans written to {folders.plans(planner.name)}; splits in {folders.splits}")
+    if not args.no_preprocess:
+        planned = [k for k, v in plans["configurations"].items() if "patch_size" in v]
+        configs = args.configurations or planned
+        configs = [c for c in configs if c in planned or args.configurations]
+        for out in run_preprocess(root, folders, plans, configs, args.num_workers):
+            print(f"preprocessed cases in {out}")
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from autoseg.stages import read_plans, run_preprocess
+
+    cfg = _config(args, [f"planner={args.preset}"])
+    root = _dataset_root(args, cfg)
+    folders = _folders(cfg, root)
+    plans = read_plans(folders, args.plans_name or str(cfg.planner.name))
+    for out in run_preprocess(root, folders, plans, args.configurations, args.num_workers):
+        print(f"preprocessed cases in {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a small synthetic dataset and plan + preprocess it (grows as stages land)."""
+    from autoseg.config import compose, to_plain
+    from autoseg.planning.presets import PlannerConfig
+    from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
+    from autoseg.synthetic import SyntheticSpec, generate_dataset
+
+    out = Path(args.out).resolve()
+    raw = generate_dataset(
+        out / "raw" / "Dataset900_Demo", SyntheticSpec(num_cases=10, seed=0), num_workers=args.num_workers
+    )
+    print(f"[1/3] synthetic dataset: {raw}")
+    folders = DatasetFolders(out / "preprocessed" / raw.name)
+    run_fingerprint(raw, folders, args.num_workers)
+    cfg = compose([f"paths.raw={out / 'raw'}", f"paths.preprocessed={out / 'preprocessed'}"])
+    from omegaconf import OmegaConf
+
+    planner = PlannerConfig.from_mapping(dict(OmegaConf.to_container(cfg.planner, resolve=True)))  # type: ignore[arg-type]
+    plans, explain = run_plan(folders, planner, (), to_plain(cfg))
+    print("[2/3] plans:\n" + format_plans(plans))
+    print("  why:\n    " + "\n    ".join(explain.lines))
+    for path in run_preprocess(raw, folders, plans, ["3d_fullres", "2d"], args.num_workers):
+        print(f"[3/3] preprocessed: {path}")
+    print(f"demo finished; everything is under {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg", description="Self-configuring medical image segmentation."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def dataset_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
+        p.add_argument("--num-workers", type=int, default=None, help="worker processes (default: all cores)")
+        p.add_argument(
+            "overrides", nargs="*", help="hydra key=value overrides; CONFIG.FIELD=VALUE plan overrides"
+        )
+        return p
+
+    p = sub.add_parser("synthetic", help="write a synthetic dataset in nnU-Net v2 raw layout")
+    p.add_argument("out_folder", type=Path)
+    p.add_argument("--num-cases", type=int, default=12)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--classes", type=int, default=2, help="foreground classes")
+    p.add_argument("--shape", type=int, nargs=3, default=[32, 48, 48], metavar=("Z", "Y", "X"))
+    p.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0], metavar=("Z", "Y", "X"))
+    p.add_argument("--modality", choices=["ct", "mr"], default="mr")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=1)
+    p.set_defaults(func=cmd_synthetic)
+
+    dataset_cmd("validate", "check a raw dataset and list every problem").set_defaults(func=cmd_validate)
+    dataset_cmd("fingerprint", "validate and fingerprint a raw dataset").set_defaults(func=cmd_fingerprint)
+
+    p = dataset_cmd("plan", "validate, fingerprint, plan and preprocess a raw dataset")
+    p.add_argument("-c", "--configurations", nargs="+", default=None, help="configurations to preprocess")
+    p.add_argument(
+        "--preset", default="default", help="planner preset: default, resenc-m, resenc-l, resenc-xl"
+    )
+    p.add_argument("--gpu-memory", type=float, default=None, help="GPU memory to plan for, GB (default 8)")
+    p.add_argument("--plans-name", default=None, help="name of the plans (default: the preset's name)")
+    p.add_argument("--explain", action="store_true", help="print why each decision was made")
+    p.add_argument("--no-preprocess", action="store_true", help="stop after planning")
+    p.add_argument("--reuse-fingerprint", action="store_true", help="reuse an existing fingerprint.json")
+    p.set_defaults(func=cmd_plan)
+
+    p = dataset_cmd("preprocess", "preprocess a planned dataset for one or more configurations")
+    p.add_argument("-c", "--configurations", nargs="+", required=True)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--plans-name", default=None)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("demo", help="synthetic dataset -> plan -> preprocess, on the CPU in seconds")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--num-workers", type=int, default=None)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``autoseg`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
+    hydra, plan = _split_overrides(getattr(args, "overrides", []) or [])
+    args.hydra_overrides, args.plan_overrides = hydra, plan
+    from autoseg.io.dataset import DatasetNotFoundError
+    from autoseg.io.validation import DatasetValidationError
+    from autoseg.utils.files import ArtifactError
+
+    try:
+        return int(args.func(args))
+    except DatasetValidationError as err:
+        print(
+            f"autoseg {args.command}: the dataset has problems; nothing was written.\n{err}", file=sys.stderr
+        )
+        return 1
+    except (DatasetNotFoundError, ArtifactError, ValueError) as err:
+        print(f"autoseg {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
