@@ -179,30 +179,20 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate a small synthetic dataset and plan + preprocess it (grows as stages land)."""
-    from autoseg.config import compose, to_plain
-    from autoseg.planning.presets import PlannerConfig
-    from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
+    """Generate a small synthetic dataset, then plan and preprocess it (grows as stages land)."""
     from autoseg.synthetic import SyntheticSpec, generate_dataset
 
     out = Path(args.out).resolve()
+    workers = [] if args.num_workers is None else ["--num-workers", str(args.num_workers)]
     raw = generate_dataset(
-        out / "raw" / "Dataset900_Demo", SyntheticSpec(num_cases=10, seed=0), num_workers=args.num_workers
+        out / "raw" / "Dataset900_Demo", SyntheticSpec(num_cases=10, seed=0), args.num_workers
     )
-    print(f"[1/3] synthetic dataset: {raw}")
-    folders = DatasetFolders(out / "preprocessed" / raw.name)
-    run_fingerprint(raw, folders, args.num_workers)
-    cfg = compose([f"paths.raw={out / 'raw'}", f"paths.preprocessed={out / 'preprocessed'}"])
-    from omegaconf import OmegaConf
-
-    planner = PlannerConfig.from_mapping(dict(OmegaConf.to_container(cfg.planner, resolve=True)))  # type: ignore[arg-type]
-    plans, explain = run_plan(folders, planner, (), to_plain(cfg))
-    print("[2/3] plans:\n" + format_plans(plans))
-    print("  why:\n    " + "\n    ".join(explain.lines))
-    for path in run_preprocess(raw, folders, plans, ["3d_fullres", "2d"], args.num_workers):
-        print(f"[3/3] preprocessed: {path}")
-    print(f"demo finished; everything is under {out}")
-    return 0
+    print(f"[1/2] synthetic dataset of 10 MR-like cases with 2 classes: {raw}")
+    print("[2/2] autoseg plan (validate, fingerprint, plan, preprocess):")
+    code = main(["plan", str(raw), f"paths.preprocessed={out / 'preprocessed'}", "--explain", *workers])
+    if code == 0:
+        print(f"demo finished; everything is under {out}")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``autoseg`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may stand anywhere, also after options: argparse leaves those to us
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra and not hasattr(args, "overrides"):
+        parser.error(f"{args.command} takes no key=value overrides: {' '.join(extra)}")
+    args.overrides = [*(getattr(args, "overrides", None) or []), *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )

@@ -57,12 +57,13 @@ def _network(cfg: PlannerConfig, topology: Topology, num_classes: int) -> Networ
     )
 
 
-def initial_patch(spacing: Vector, median_shape: Vector) -> tuple[int, ...]:
+def initial_patch(spacing: Vector, median_shape: Vector) -> tuple[float, ...]:
     """A patch of 256^3 (3D) or 2048^2 (2D) voxels shaped like the physical grid, clipped to the median."""
     inv = 1.0 / np.asarray(spacing, dtype=np.float64)
     volume = 256.0**3 if len(spacing) == 3 else 2048.0**2
     patch = [round(v) for v in inv * (volume / np.prod(inv)) ** (1.0 / len(spacing))]
-    return tuple(int(min(p, m)) for p, m in zip(patch, median_shape, strict=True))
+    # kept fractional (a median can be x.5): the topology pads it up to whole, divisible sizes
+    return tuple(float(min(p, m)) for p, m in zip(patch, median_shape, strict=True))
 
 
 def plan_configuration(
@@ -96,7 +97,8 @@ def plan_configuration(
     estimate = estimate_feature_map_elements(topo, _network(cfg, topo, num_classes))
     source = "given on the command line" if patch_size is not None else "initial"
     explain.add(
-        f"[{tag}] {source} patch {list(start)} -> {list(topo.patch_size)} (divisible by "
+        f"[{tag}] {source} patch {[round(float(p), 1) for p in start]} -> {list(topo.patch_size)} "
+        f"(divisible by "
         f"{list(topo.divisible_by)}), {topo.num_stages} stages, estimate {estimate / 1e6:.1f}M "
         f"feature-map elements per sample, budget {budget / 1e6:.0f}M for {cfg.gpu_memory_gb:g} GB"
     )
