@@ -15,6 +15,7 @@ import numpy as np
 from autoseg.planning.planner import ConfigurationPlan, Explanation, plan_configuration, plan_lowres
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.spacing import median_shape_at, target_spacing, transpose_axes
+from autoseg.preprocessing.plan import DEFAULT_RESAMPLING  # resampling orders as nnU-Net's
 
 PLANS_SCHEMA_VERSION = 1
 NORMALIZATION_BY_NAME = {
@@ -23,14 +24,6 @@ NORMALIZATION_BY_NAME = {
     "zscore": "zscore",
     "rescale_to_0_1": "rescale_to_0_1",
     "rgb_to_0_1": "rescale_to_0_1",
-}
-RESAMPLING = {
-    "data_order": 3,
-    "data_order_z": 0,
-    "seg_order": 1,
-    "seg_order_z": 0,
-    "probabilities_order": 1,
-    "separate_z_anisotropy_threshold": 3.0,
 }
 #: Plan fields a user may override per configuration; anything else is derived from these.
 OVERRIDABLE = (
@@ -73,7 +66,7 @@ def _configuration_dict(
         "batch_dice": batch_dice,
         "normalization_schemes": list(schemes),
         "use_mask_for_norm": list(use_mask),
-        "resampling": dict(RESAMPLING),
+        "resampling": dict(DEFAULT_RESAMPLING),
         "architecture": {
             "network": cfg.network,
             "n_stages": topo.num_stages,
