@@ -178,6 +178,49 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from autoseg.config import Paths, to_plain
+    from autoseg.planning.splits import SPLITS_SCHEMA_VERSION
+    from autoseg.stages import read_plans
+    from autoseg.training.config import TrainerConfig
+    from autoseg.training.setup import FoldSpec, fold_cases, pick_device, train_fold
+    from autoseg.utils.files import read_artifact
+
+    cfg = _config(args, [f"trainer={args.trainer}"])
+    root = _dataset_root(args, cfg)
+    folders = _folders(cfg, root)
+    plans_name = args.plans_name or "default"
+    plans = read_plans(folders, plans_name)
+    planned = [k for k, v in plans["configurations"].items() if "patch_size" in v]
+    if args.configuration not in planned:
+        raise ValueError(
+            f"configuration {args.configuration!r} is not in {folders.plans(plans_name)} "
+            f"(planned: {', '.join(planned)})"
+        )
+    splits = read_artifact(folders.splits, "splits", SPLITS_SCHEMA_VERSION)["folds"]
+    fold = args.fold if args.fold == "all" else int(args.fold)
+    train, val = fold_cases(splits, fold, [c["name"] for c in plans["fingerprint"]["cases"]])
+    results = Paths.from_config(cfg).require("results")
+    spec = FoldSpec(
+        preprocessed=folders.root,
+        plans=plans,
+        configuration=args.configuration,
+        fold=fold,
+        train_cases=tuple(train),
+        val_cases=tuple(val),
+        output=results / folders.root.name / plans_name / args.configuration / f"fold_{fold}",
+    )
+    trainer = TrainerConfig.from_mapping(dict(OmegaConf.to_container(cfg.trainer, resolve=True)))  # type: ignore[arg-type]
+    state = train_fold(spec, trainer, pick_device(args.device), resume=args.resume, config=to_plain(cfg))
+    print(
+        f"trained {args.configuration} fold {fold} for {state.epoch} epochs; best EMA pseudo-Dice "
+        f"{state.best_ema:.4f} at epoch {state.best_epoch}; output in {spec.output}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a small synthetic dataset, then plan and preprocess it (grows as stages land)."""
     from autoseg.synthetic import SyntheticSpec, generate_dataset
@@ -244,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plans-name", default=None)
     p.set_defaults(func=cmd_preprocess)
 
+    p = sub.add_parser("train", help="train one fold of a planned configuration")
+    p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
+    p.add_argument("configuration", help="2d, 3d_fullres or 3d_lowres")
+    p.add_argument("fold", help="0..4, or all")
+    p.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt exactly")
+    p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    p.add_argument("--trainer", default="default", help="trainer preset: default (1000 x 250) or quick")
+    p.add_argument("--plans-name", default=None, help="plans to train from (default: default)")
+    p.add_argument(
+        "overrides", nargs="*", help="hydra overrides, e.g. trainer.epochs=50 trainer.batch_size=2"
+    )
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("demo", help="synthetic dataset -> plan -> preprocess, on the CPU in seconds")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--num-workers", type=int, default=None)
@@ -278,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"autoseg {args.command}: the dataset has problems; nothing was written.\n{err}", file=sys.stderr
         )
         return 1
-    except (DatasetNotFoundError, ArtifactError, ValueError) as err:
+    except (DatasetNotFoundError, ArtifactError, ValueError, FileNotFoundError) as err:
         print(f"autoseg {args.command}: error: {err}", file=sys.stderr)
         return 1
 

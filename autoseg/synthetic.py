@@ -51,6 +51,8 @@ class SyntheticSpec:
         noise: Gaussian noise std in contrast units (MR: the soft-tissue intensity; CT: 100 HU).
         shape_jitter: relative shape variation between cases; 0 gives exactly ``shape``.
         seed: case ``i`` is drawn from ``np.random.default_rng([seed, i])``.
+        distractors: paint unlabelled spheres with each class's intensity (False makes an
+            easy task, for smoke tests that must learn in seconds).
         name: the dataset name written to dataset.json.
         file_ending: image file ending, e.g. ".nii.gz".
     """
@@ -64,6 +66,7 @@ class SyntheticSpec:
     noise: float = 0.1
     shape_jitter: float = 0.1
     seed: int = 0
+    distractors: bool = True
     name: str = "Synthetic"
     file_ending: str = ".nii.gz"
 
@@ -129,7 +132,9 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
     fill, code = best
     if fill <= 0:
         raise ValueError(f"shape {spec.shape} at spacing {spec.spacing} is too small for {K} classes")
-    for k in range(1, K + 1):  # distractors: small unlabelled spheres with class k's intensities
+    for k in range(
+        1, K + 1 if spec.distractors else 1
+    ):  # small unlabelled spheres with class k's intensities
         radii = scale * rng.uniform(0.08, 0.14) * rng.uniform(0.9, 1.1, 3)
         c = centre + rng.uniform(-0.7, 0.7, 3) * inner
         _paint(code, axes, [(c, radii, np.eye(3))], _FAT + k)

@@ -1,0 +1,1 @@
+"""Evaluation: overlap metrics (and later evaluation, post-processing, configuration selection)."""

@@ -1,0 +1,86 @@
+"""Trainer settings: a frozen dataclass filled from conf/trainer/<name>.yaml and overrides."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Every knob of a training run (nnU-Net's defaults; reference/nnunet-v2-facts.md §5).
+
+    Attributes:
+        epochs: epochs of ``iterations_per_epoch`` training steps each.
+        val_iterations: validation batches per epoch (pseudo-Dice).
+        lr, momentum, weight_decay: SGD with Nesterov momentum.
+        poly_exponent: lr(epoch) = lr * (1 - epoch / epochs) ** poly_exponent.
+        grad_clip: gradient norm clipping.
+        oversample_foreground: share of each batch forced to contain foreground.
+        num_workers: data-loading processes; None picks min(cores - 1, 12).
+        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler).
+        compile: torch.compile the network.
+        seed: seeds the network's initialisation and every batch (batch k from (seed, k)).
+        deterministic: deterministic algorithms (CPU runs then repeat exactly).
+        early_stop_patience: stop after this many epochs without a better EMA pseudo-Dice.
+        ema_momentum: ema = m * ema + (1 - m) * pseudo-Dice.
+        final_validation: sliding-window prediction of the validation cases at the end.
+        tta_mirroring: mirror test-time augmentation in the final validation.
+        step_size: sliding-window step as a fraction of the patch.
+        patch_size, batch_size: override the plan's values (None keeps the plan's).
+    """
+
+    name: str = "default"
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    val_iterations: int = 50
+    lr: float = 0.01
+    momentum: float = 0.99
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    grad_clip: float = 12.0
+    oversample_foreground: float = 0.33
+    num_workers: int | None = None
+    amp: bool = True
+    compile: bool = False
+    seed: int = 12345
+    deterministic: bool = False
+    early_stop_patience: int | None = None
+    ema_momentum: float = 0.9
+    final_validation: bool = True
+    tta_mirroring: bool = True
+    step_size: float = 0.5
+    patch_size: tuple[int, ...] | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        for key in ("epochs", "iterations_per_epoch"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key}={getattr(self, key)} must be >= 1")
+        if self.val_iterations < 0:
+            problems.append(f"val_iterations={self.val_iterations} must be >= 0")
+        if not 0 <= self.oversample_foreground <= 1:
+            problems.append(f"oversample_foreground={self.oversample_foreground} must be in [0, 1]")
+        if not 0 < self.step_size <= 1:
+            problems.append(f"step_size={self.step_size} must be in (0, 1]")
+        if self.batch_size is not None and self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size} must be >= 1")
+        if problems:
+            raise ValueError("trainer config: " + "; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TrainerConfig:
+        """Build from a (hydra) mapping; an unknown key names the nearest valid one."""
+        valid = {f.name for f in fields(cls)}
+        unknown = [k for k in data if k not in valid]
+        if unknown:
+            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, valid, 1)})" for k in unknown]
+            raise ValueError(f"trainer config: unknown keys {', '.join(hints)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)  # type: ignore[arg-type]  # values checked in __post_init__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -1,0 +1,191 @@
+"""The training loop: a short driver over injected parts, extended through callbacks.
+
+:func:`run_training` is the whole schedule: per epoch, set the learning rate, train
+``iterations_per_epoch`` steps, validate ``val_iterations`` batches, then hand the epoch's
+record to the callbacks (logging, checkpoints, early stop). Everything it uses is built
+elsewhere (:mod:`autoseg.training.setup`) and passed in as :class:`TrainingParts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from autoseg.evaluation.metrics import confusion_counts, dice_from_counts
+from autoseg.training.config import TrainerConfig
+
+
+@dataclass
+class TrainingParts:
+    """What the loop works with, built by the caller.
+
+    Attributes:
+        network: the model; in train mode it returns what ``loss`` takes, in eval mode logits (B, K, ...).
+        optimizer: the optimizer (its lr is set each epoch).
+        loss: the training loss (deep supervision included).
+        val_loss: the loss on eval-mode logits.
+        train_batches: an iterator of batches {"image": (B, C, ...), "target": (B, 1, ...)}.
+        val_batches: the same for validation (no augmentation).
+        labels: the foreground label values, for the pseudo-Dice.
+        device: where the network runs.
+        scaler: a GradScaler for fp16 mixed precision, else None.
+        autocast_dtype: torch.bfloat16/float16 for mixed precision, None for full precision.
+        on_device_transform: applied to each training batch on the device (GPU augmentation), or None.
+    """
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss: torch.nn.Module
+    val_loss: torch.nn.Module
+    train_batches: Iterator[dict[str, Any]]
+    val_batches: Iterator[dict[str, Any]]
+    labels: Sequence[int]
+    device: torch.device
+    scaler: torch.amp.GradScaler | None = None
+    autocast_dtype: torch.dtype | None = None
+    on_device_transform: Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+@dataclass
+class TrainState:
+    """What a run has done so far; saved in every checkpoint.
+
+    Attributes:
+        epoch: the next epoch to run (= epochs completed).
+        ema_dice: moving average of the mean foreground pseudo-Dice (None before the first epoch).
+        best_ema: the best ``ema_dice`` so far, and ``best_epoch`` where it was reached.
+        history: one record per completed epoch.
+        stop: set by a callback to end the run after this epoch.
+    """
+
+    epoch: int = 0
+    ema_dice: float | None = None
+    best_ema: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "ema_dice": self.ema_dice,
+            "best_ema": self.best_ema,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+        return cls(
+            data["epoch"], data["ema_dice"], data["best_ema"], data["best_epoch"], list(data["history"])
+        )
+
+
+Callback = Callable[[TrainState, dict[str, Any]], None]
+
+
+def poly_lr(cfg: TrainerConfig, epoch: int) -> float:
+    """nnU-Net's polynomial decay: ``lr * (1 - epoch / epochs) ** exponent``."""
+    return cfg.lr * (1 - epoch / cfg.epochs) ** cfg.poly_exponent
+
+
+def _autocast(parts: TrainingParts) -> contextlib.AbstractContextManager[Any]:
+    if parts.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(parts.device.type, dtype=parts.autocast_dtype)
+
+
+def _to_device(parts: TrainingParts, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    if parts.on_device_transform is not None:
+        return parts.on_device_transform(batch)
+    image = batch["image"].to(parts.device, non_blocking=True)
+    target = batch["target"].to(parts.device, non_blocking=True)
+    return image, target
+
+
+def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[str, float]:
+    """``cfg.iterations_per_epoch`` optimisation steps; returns loss, data wait and timing."""
+    parts.network.train()
+    total, wait, samples = torch.zeros((), device=parts.device), 0.0, 0
+    start = time.perf_counter()
+    steps = tqdm(range(cfg.iterations_per_epoch), desc=f"epoch {epoch}", leave=False, file=sys.stderr)
+    for _ in steps:
+        t = time.perf_counter()
+        batch = next(parts.train_batches)
+        image, target = _to_device(parts, batch)
+        wait += time.perf_counter() - t
+        parts.optimizer.zero_grad(set_to_none=True)
+        with _autocast(parts):
+            loss = parts.loss(parts.network(image), target)
+        if parts.scaler is not None:
+            parts.scaler.scale(loss).backward()
+            parts.scaler.unscale_(parts.optimizer)
+            torch.nn.utils.clip_grad_norm_(parts.network.parameters(), cfg.grad_clip)
+            parts.scaler.step(parts.optimizer)
+            parts.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parts.network.parameters(), cfg.grad_clip)
+            parts.optimizer.step()
+        total += loss.detach()
+        samples += image.shape[0]
+    elapsed = time.perf_counter() - start
+    return {
+        "train_loss": float(total) / cfg.iterations_per_epoch,
+        "data_wait": wait,
+        "train_time": elapsed,
+        "samples_per_s": samples / max(elapsed, 1e-9),
+    }
+
+
+@torch.no_grad()
+def validate_epoch(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
+    """Loss and global pseudo-Dice per foreground label over ``cfg.val_iterations`` batches."""
+    parts.network.eval()
+    n = len(parts.labels)
+    tp, fp, fn = (torch.zeros(n, dtype=torch.float64) for _ in range(3))
+    total = 0.0
+    for _ in range(cfg.val_iterations):
+        batch = next(parts.val_batches)
+        image = batch["image"].to(parts.device, non_blocking=True)
+        target = batch["target"].to(parts.device, non_blocking=True)
+        with _autocast(parts):
+            logits = parts.network(image)
+            total += float(parts.val_loss(logits, target))
+        counts = confusion_counts(logits.argmax(1), target[:, 0], parts.labels)
+        tp, fp, fn = tp + counts[0].cpu(), fp + counts[1].cpu(), fn + counts[2].cpu()
+    dice = dice_from_counts(tp, fp, fn) if cfg.val_iterations else torch.full((n,), math.nan)
+    return {"val_loss": total / max(cfg.val_iterations, 1), "pseudo_dice": [float(d) for d in dice]}
+
+
+def run_training(
+    parts: TrainingParts, cfg: TrainerConfig, state: TrainState, callbacks: Sequence[Callback]
+) -> None:
+    """Train from ``state.epoch`` to ``cfg.epochs`` (or until a callback sets ``state.stop``)."""
+    while state.epoch < cfg.epochs and not state.stop:
+        epoch, start = state.epoch, time.perf_counter()
+        lr = poly_lr(cfg, epoch)
+        for group in parts.optimizer.param_groups:
+            group["lr"] = lr
+        record: dict[str, Any] = {"epoch": epoch, "lr": lr, **train_epoch(parts, cfg, epoch)}
+        record.update(validate_epoch(parts, cfg))
+        present = [d for d in record["pseudo_dice"] if not math.isnan(d)]
+        mean = sum(present) / len(present) if present else 0.0
+        m = cfg.ema_momentum
+        state.ema_dice = mean if state.ema_dice is None else m * state.ema_dice + (1 - m) * mean
+        record.update(mean_dice=mean, ema_dice=state.ema_dice, epoch_time=time.perf_counter() - start)
+        record["improved"] = state.ema_dice > state.best_ema
+        if record["improved"]:
+            state.best_ema, state.best_epoch = state.ema_dice, epoch
+        state.history.append(record)
+        state.epoch = epoch + 1
+        for callback in callbacks:
+            callback(state, record)
