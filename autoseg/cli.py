@@ -323,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     hydra, plan = _split_overrides(getattr(args, "overrides", []) or [])
     args.hydra_overrides, args.plan_overrides = hydra, plan
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from autoseg.io.dataset import DatasetNotFoundError
     from autoseg.io.validation import DatasetValidationError
     from autoseg.utils.files import ArtifactError
@@ -334,7 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"autoseg {args.command}: the dataset has problems; nothing was written.\n{err}", file=sys.stderr
         )
         return 1
-    except (DatasetNotFoundError, ArtifactError, ValueError, FileNotFoundError) as err:
+    except (
+        DatasetNotFoundError,
+        ArtifactError,
+        ValueError,
+        FileNotFoundError,
+        HydraException,
+        OmegaConfBaseException,
+    ) as err:
         print(f"autoseg {args.command}: error: {err}", file=sys.stderr)
         return 1
 

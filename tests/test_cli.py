@@ -175,3 +175,49 @@ def test_hippocampus_plan_matches_nnunet(hippocampus_raw, tmp_path):
     data, seg, _, _ = load_case(folder, "hippocampus_006")
     assert abs(float(data.mean())) < 0.05 and abs(float(data.std()) - 1) < 0.05  # per-image z-score
     assert {0, 1, 2} <= set(np.unique(seg).tolist()) <= {-1, 0, 1, 2}  # -1: outside the non-zero region
+
+
+@pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
+def test_train_command_runs_a_fold_and_resumes(tiny_mr_dataset, tmp_path, configuration):
+    pre, res = tmp_path / "pre", tmp_path / "res"
+    roots = [f"paths.preprocessed={pre}", f"paths.results={res}"]
+    assert main(["plan", str(tiny_mr_dataset), *roots, "-c", configuration, "--num-workers", "1"]) == 0
+    quick = [
+        "--trainer",
+        "quick",
+        "trainer.epochs=2",
+        "trainer.iterations_per_epoch=2",
+        "trainer.val_iterations=1",
+    ]
+    assert main(["train", str(tiny_mr_dataset), configuration, "1", *roots, *quick, "--device", "cpu"]) == 0
+    fold = res / tiny_mr_dataset.name / "default" / configuration / "fold_1"
+    summary = read(fold / "validation" / "summary.json")
+    assert summary["configuration"] == configuration and len(summary["cases"]) >= 1
+    assert len(read(fold / "history.json")) == 2
+    # resume with a longer schedule continues from epoch 2
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_mr_dataset),
+                configuration,
+                "1",
+                *roots,
+                *quick,
+                "trainer.epochs=3",
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    assert [r["epoch"] for r in read(fold / "history.json")] == [0, 1, 2]
+
+
+def test_train_errors_are_clear(tiny_mr_dataset, tmp_path, capsys):
+    roots = [f"paths.preprocessed={tmp_path / 'pre'}", f"paths.results={tmp_path / 'res'}"]
+    assert main(["plan", str(tiny_mr_dataset), *roots, "--no-preprocess", "--num-workers", "1"]) == 0
+    assert main(["train", str(tiny_mr_dataset), "3d_lowres", "0", *roots]) == 1
+    assert "not in" in capsys.readouterr().err
+    assert main(["train", str(tiny_mr_dataset), "3d_fullres", "7", *roots]) == 1
+    assert "fold 7 does not exist" in capsys.readouterr().err
+    assert main(["train", str(tiny_mr_dataset), "3d_fullres", "0", *roots, "trainer.epoch=3"]) != 0
