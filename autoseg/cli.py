@@ -222,7 +222,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate a small synthetic dataset, then plan and preprocess it (grows as stages land)."""
+    """Synthetic dataset -> plan (validate, fingerprint, plan, preprocess) -> a short training run."""
+    import json
+
     from autoseg.synthetic import SyntheticSpec, generate_dataset
 
     out = Path(args.out).resolve()
@@ -230,12 +232,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     raw = generate_dataset(
         out / "raw" / "Dataset900_Demo", SyntheticSpec(num_cases=10, seed=0), args.num_workers
     )
-    print(f"[1/2] synthetic dataset of 10 MR-like cases with 2 classes: {raw}")
-    print("[2/2] autoseg plan (validate, fingerprint, plan, preprocess):")
-    code = main(["plan", str(raw), f"paths.preprocessed={out / 'preprocessed'}", "--explain", *workers])
-    if code == 0:
-        print(f"demo finished; everything is under {out}")
-    return code
+    roots = [f"paths.preprocessed={out / 'preprocessed'}", f"paths.results={out / 'results'}"]
+    print(f"[1/3] synthetic dataset of 10 MR-like cases with 2 classes: {raw}")
+    print("[2/3] autoseg plan (validate, fingerprint, plan, preprocess):")
+    code = main(["plan", str(raw), *roots, "-c", "3d_fullres", "--explain", *workers])
+    if code != 0:
+        return code
+    print("[3/3] autoseg train 3d_fullres fold 0 with the quick trainer (5 epochs x 20 iterations, CPU):")
+    code = main(["train", str(raw), "3d_fullres", "0", *roots, "--trainer", "quick"])
+    if code != 0:
+        return code
+    fold = out / "results" / raw.name / "default" / "3d_fullres" / "fold_0"
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    print(f"validation Dice per class: {summary['mean']}; curves: {fold / 'progress.png'}")
+    print(f"demo finished; everything is under {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="synthetic dataset -> plan -> preprocess, on the CPU in seconds")
+    p = sub.add_parser("demo", help="synthetic dataset -> plan -> preprocess -> short training, on the CPU")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--num-workers", type=int, default=None)
     p.set_defaults(func=cmd_demo)
