@@ -5,11 +5,12 @@ A preset is a few lines of YAML (see conf/planner/resenc-l.yaml); adding one nee
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+
+from autoseg.utils.dataclasses import from_mapping
 
 NETWORK_KINDS = ("plain", "resenc")
 
@@ -69,14 +70,8 @@ class PlannerConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PlannerConfig:
-        """Build from a (hydra) mapping; unknown keys are an error that names the nearest valid key."""
-        valid = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in valid]
-        if unknown:
-            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, valid, 1)})" for k in unknown]
-            raise ValueError(f"planner config: unknown keys {', '.join(hints)}")
-        kwargs = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in data.items()}
-        return cls(**kwargs)  # type: ignore[arg-type]  # values checked in __post_init__
+        """Build from a (hydra) mapping; an unknown key names the nearest valid one."""
+        return from_mapping(cls, data, "planner config")
 
 
 def available_presets() -> list[str]:

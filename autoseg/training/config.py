@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from autoseg.utils.dataclasses import from_mapping
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,7 @@ class TrainerConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TrainerConfig:
         """Build from a (hydra) mapping; an unknown key names the nearest valid one."""
-        valid = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in valid]
-        if unknown:
-            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, valid, 1)})" for k in unknown]
-            raise ValueError(f"trainer config: unknown keys {', '.join(hints)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**kwargs)  # type: ignore[arg-type]  # values checked in __post_init__
+        return from_mapping(cls, data, "trainer config")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

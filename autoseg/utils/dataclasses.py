@@ -1,0 +1,24 @@
+"""Filling frozen config dataclasses from (hydra) mappings, with helpful errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+    """``cls(**data)`` with lists turned into tuples; an unknown key names the nearest valid one.
+
+    Raises:
+        ValueError: ``"<what>: unknown keys 'gpu_memory' (did you mean ['gpu_memory_gb'])"``.
+    """
+    valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, valid, 1)})" for k in unknown]
+        raise ValueError(f"{what}: unknown keys {', '.join(hints)}")
+    return cls(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in data.items()})
