@@ -133,7 +133,7 @@ def format_plans(plans: dict[str, Any]) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from autoseg.config import to_plain
-    from autoseg.stages import run_fingerprint, run_plan, run_preprocess
+    from autoseg.stages import planned_configurations, run_fingerprint, run_plan, run_preprocess
 
     cfg = _config(args, [f"planner={args.preset}"])
     root = _dataset_root(args, cfg)
@@ -158,9 +158,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(format_plans(plans))
     print(f"plans written to {folders.plans(planner.name)}; splits in {folders.splits}")
     if not args.no_preprocess:
-        planned = [k for k, v in plans["configurations"].items() if "patch_size" in v]
-        configs = args.configurations or planned
-        configs = [c for c in configs if c in planned or args.configurations]
+        configs = args.configurations or planned_configurations(plans)
         for out in run_preprocess(root, folders, plans, configs, args.num_workers):
             print(f"preprocessed cases in {out}")
     return 0
@@ -183,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from autoseg.config import Paths, to_plain
     from autoseg.planning.splits import SPLITS_SCHEMA_VERSION
-    from autoseg.stages import read_plans
+    from autoseg.stages import planned_configurations, read_plans
     from autoseg.training.config import TrainerConfig
     from autoseg.training.setup import FoldSpec, fold_cases, pick_device, train_fold
     from autoseg.utils.files import read_artifact
@@ -193,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     folders = _folders(cfg, root)
     plans_name = args.plans_name or "default"
     plans = read_plans(folders, plans_name)
-    planned = [k for k, v in plans["configurations"].items() if "patch_size" in v]
+    planned = planned_configurations(plans)
     if args.configuration not in planned:
         raise ValueError(
             f"configuration {args.configuration!r} is not in {folders.plans(plans_name)} "

@@ -98,6 +98,11 @@ def run_plan(
     return plans, explain
 
 
+def planned_configurations(plans: dict[str, Any]) -> list[str]:
+    """Configurations with a plan of their own (2d, 3d_fullres, 3d_lowres); not the cascade entry."""
+    return [name for name, conf in plans["configurations"].items() if "patch_size" in conf]
+
+
 def read_plans(folders: DatasetFolders, plans_name: str) -> dict[str, Any]:
     return read_artifact(folders.plans(plans_name), "plans", PLANS_SCHEMA_VERSION)
 
@@ -115,8 +120,8 @@ def run_preprocess(
     dataset = load_raw_dataset(dataset_root)
     out = []
     for name in configurations:
-        if name not in plans["configurations"] or "patch_size" not in plans["configurations"][name]:
-            planned = [k for k, v in plans["configurations"].items() if "patch_size" in v]
+        planned = planned_configurations(plans)
+        if name not in planned:
             raise ValueError(f"configuration {name!r} is not in the plans (planned: {', '.join(planned)})")
         out.append(preprocess_dataset(dataset, plans, name, folders.root / plans["plans_name"], num_workers))
     return out
