@@ -176,49 +176,6 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
-    from autoseg.config import Paths, to_plain
-    from autoseg.planning.splits import SPLITS_SCHEMA_VERSION
-    from autoseg.stages import planned_configurations, read_plans
-    from autoseg.training.config import TrainerConfig
-    from autoseg.training.setup import FoldSpec, fold_cases, pick_device, train_fold
-    from autoseg.utils.files import read_artifact
-
-    cfg = _config(args, [f"trainer={args.trainer}"])
-    root = _dataset_root(args, cfg)
-    folders = _folders(cfg, root)
-    plans_name = args.plans_name or "default"
-    plans = read_plans(folders, plans_name)
-    planned = planned_configurations(plans)
-    if args.configuration not in planned:
-        raise ValueError(
-            f"configuration {args.configuration!r} is not in {folders.plans(plans_name)} "
-            f"(planned: {', '.join(planned)})"
-        )
-    splits = read_artifact(folders.splits, "splits", SPLITS_SCHEMA_VERSION)["folds"]
-    fold = args.fold if args.fold == "all" else int(args.fold)
-    train, val = fold_cases(splits, fold, [c["name"] for c in plans["fingerprint"]["cases"]])
-    results = Paths.from_config(cfg).require("results")
-    spec = FoldSpec(
-        preprocessed=folders.root,
-        plans=plans,
-        configuration=args.configuration,
-        fold=fold,
-        train_cases=tuple(train),
-        val_cases=tuple(val),
-        output=results / folders.root.name / plans_name / args.configuration / f"fold_{fold}",
-    )
-    trainer = TrainerConfig.from_mapping(dict(OmegaConf.to_container(cfg.trainer, resolve=True)))  # type: ignore[arg-type]
-    state = train_fold(spec, trainer, pick_device(args.device), resume=args.resume, config=to_plain(cfg))
-    print(
-        f"trained {args.configuration} fold {fold} for {state.epoch} epochs; best EMA pseudo-Dice "
-        f"{state.best_ema:.4f} at epoch {state.best_epoch}; output in {spec.output}"
-    )
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic dataset -> plan (validate, fingerprint, plan, preprocess) -> a short training run."""
     import json
@@ -248,6 +205,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from autoseg.commands import register_all
+
     parser = argparse.ArgumentParser(
         prog="autoseg", description="Self-configuring medical image segmentation."
     )
@@ -296,18 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plans-name", default=None)
     p.set_defaults(func=cmd_preprocess)
 
-    p = sub.add_parser("train", help="train one fold of a planned configuration")
-    p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
-    p.add_argument("configuration", help="2d, 3d_fullres or 3d_lowres")
-    p.add_argument("fold", help="0..4, or all")
-    p.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt exactly")
-    p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
-    p.add_argument("--trainer", default="default", help="trainer preset: default (1000 x 250) or quick")
-    p.add_argument("--plans-name", default=None, help="plans to train from (default: default)")
-    p.add_argument(
-        "overrides", nargs="*", help="hydra overrides, e.g. trainer.epochs=50 trainer.batch_size=2"
-    )
-    p.set_defaults(func=cmd_train)
+    register_all(sub)
 
     p = sub.add_parser("demo", help="synthetic dataset -> plan -> preprocess -> short training, on the CPU")
     p.add_argument("--out", default="demo_out")

@@ -45,6 +45,7 @@ class FoldSpec:
     train_cases: tuple[str, ...]
     val_cases: tuple[str, ...]
     output: Path  # .../<Dataset>/<plans>/<config>/fold_<k>
+    raw_root: Path | None = None  # the raw dataset: validation is scored against its labels when set
 
     @property
     def data_folder(self) -> Path:
@@ -294,6 +295,22 @@ def train_fold(
         summary = validate_fold(parts.network, spec, cfg, device)
         run_log.line(f"final validation: mean Dice {json.dumps(summary['mean'])}")
     return state
+
+
+def validate_only(
+    spec: FoldSpec, cfg: TrainerConfig, device: torch.device, checkpoint: str = "final"
+) -> dict:
+    """Rerun the final validation of a trained fold from ``checkpoint_<checkpoint>.pt``."""
+    from autoseg.training.validation import validate_fold
+
+    path = spec.output / f"checkpoint_{checkpoint}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: train the fold first (autoseg train ...)")
+    state = load_checkpoint(path, map_location=device)
+    num_classes = len({int(v) for v in state["labels"].values() if not isinstance(v, list)})
+    network = build_network(state["architecture"], int(state["in_channels"]), num_classes).to(device)
+    network.load_state_dict(state["network"])
+    return validate_fold(network, spec, cfg, device)
 
 
 def _json_safe(obj: Any) -> Any:

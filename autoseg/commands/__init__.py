@@ -1,0 +1,19 @@
+"""Subcommands of ``autoseg`` beyond the planning stages, one module each.
+
+Each module has ``register(sub)``, which adds its subparser(s) to the ``autoseg`` parser and sets
+``func`` to a function ``(args) -> int`` (the exit code). Modules import heavy libraries inside
+those functions, so that ``autoseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+COMMAND_MODULES = ("autoseg.commands.train",)
+
+
+def register_all(sub: argparse._SubParsersAction) -> None:
+    """Add every module's subcommands to ``sub``."""
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
