@@ -22,6 +22,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check autoseg tests benchmarks
 	$(BIN)/ruff format --check autoseg tests benchmarks
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install
 	$(BIN)/mypy autoseg

@@ -176,8 +176,25 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_heldout(raw: Path, num_cases: int, num_workers: int | None) -> tuple[Path, Path]:
+    """Held-out cases (another seed) as the dataset's imagesTs/labelsTs."""
+    import shutil
+
+    from autoseg.synthetic import SyntheticSpec, generate_dataset
+
+    spare = generate_dataset(
+        raw.parent / ".heldout", SyntheticSpec(num_cases=num_cases, seed=1000), num_workers
+    )
+    for kind in ("images", "labels"):
+        target = raw / f"{kind}Ts"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(spare / f"{kind}Tr"), target)
+    shutil.rmtree(spare)
+    return raw / "imagesTs", raw / "labelsTs"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthetic dataset -> plan (validate, fingerprint, plan, preprocess) -> a short training run."""
+    """Synthetic dataset -> plan -> short training -> predict held-out cases -> evaluate -> pictures."""
     import json
 
     from autoseg.synthetic import SyntheticSpec, generate_dataset
@@ -187,19 +204,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     raw = generate_dataset(
         out / "raw" / "Dataset900_Demo", SyntheticSpec(num_cases=10, seed=0), args.num_workers
     )
+    images_ts, labels_ts = _demo_heldout(raw, 3, args.num_workers)
     roots = [f"paths.preprocessed={out / 'preprocessed'}", f"paths.results={out / 'results'}"]
-    print(f"[1/3] synthetic dataset of 10 MR-like cases with 2 classes: {raw}")
-    print("[2/3] autoseg plan (validate, fingerprint, plan, preprocess):")
-    code = main(["plan", str(raw), *roots, "-c", "3d_fullres", "--explain", *workers])
-    if code != 0:
-        return code
-    print("[3/3] autoseg train 3d_fullres fold 0 with the quick trainer (5 epochs x 20 iterations, CPU):")
-    code = main(["train", str(raw), "3d_fullres", "0", *roots, "--trainer", "quick"])
-    if code != 0:
-        return code
-    fold = out / "results" / raw.name / "default" / "3d_fullres" / "fold_0"
-    summary = json.loads((fold / "validation" / "summary.json").read_text())
-    print(f"validation Dice per class: {summary['mean']}; curves: {fold / 'progress.png'}")
+    print(f"[1/5] synthetic dataset of 10 MR-like cases with 2 classes, 3 held out: {raw}")
+    print("[2/5] autoseg plan (validate, fingerprint, plan, preprocess):")
+    steps: list[tuple[str, list[str]]] = [
+        ("plan", ["plan", str(raw), *roots, "-c", "3d_fullres", "--explain", *workers]),
+        (
+            "[3/5] autoseg train 3d_fullres fold 0 with the quick trainer (5 epochs x 20 iterations, CPU):",
+            ["train", str(raw), "3d_fullres", "0", *roots, "--trainer", "quick", "--device", "cpu"],
+        ),
+    ]
+    model = out / "results" / raw.name
+    predictions = out / "predictions"
+    fast = ["-c", "3d_fullres", "-f", "0", "--png", "--device", "cpu"]
+    steps += [
+        (
+            "[4/5] autoseg predict on the held-out cases (masks in their own geometry, overlay PNGs):",
+            [*("predict", "-i", str(images_ts), "-o", str(predictions), "-m", str(model)), *fast],
+        ),
+        (
+            "[5/5] autoseg evaluate against the held-out labels:",
+            ["evaluate", str(predictions), str(labels_ts), "-o", str(predictions / "summary.json")],
+        ),
+    ]
+    for i, (title, argv) in enumerate(steps):
+        if i:
+            print(title)
+        code = main(argv)
+        if code != 0:
+            return code
+    summary = json.loads((predictions / "summary.json").read_text())
+    dice = {name: round(m["dice"], 4) for name, m in summary["mean"].items() if m["dice"] is not None}
+    fold = model / "default" / "3d_fullres" / "fold_0"
+    print(f"held-out Dice per class: {dice}")
+    print(f"pictures: training curves {fold / 'progress.png'}")
+    for png in sorted(predictions.glob("*.png")):
+        print(f"          overlay {png}")
     print(f"demo finished; everything is under {out}")
     return 0
 
@@ -257,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_all(sub)
 
-    p = sub.add_parser("demo", help="synthetic dataset -> plan -> preprocess -> short training, on the CPU")
+    p = sub.add_parser(
+        "demo", help="synthetic data -> plan -> short training -> predict -> evaluate -> pictures, on the CPU"
+    )
     p.add_argument("--out", default="demo_out")
     p.add_argument("--num-workers", type=int, default=None)
     p.set_defaults(func=cmd_demo)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMAND_MODULES = ("autoseg.commands.train",)
+COMMAND_MODULES = (
+    "autoseg.commands.train",
+    "autoseg.commands.predict",
+    "autoseg.commands.model",
+    "autoseg.commands.evaluate",
+    "autoseg.commands.convert",
+    "autoseg.commands.overlay",
+)
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:

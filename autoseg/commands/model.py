@@ -1,9 +1,131 @@
-"""Placeholder: filled in by the work on this subcommand."""
+"""``autoseg find-best``, ``autoseg ensemble`` and ``autoseg export-model``: after training."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
+
+from autoseg.commands.common import compose_config, dataset_root
+
+
+def _model_root(cfg: Any, root: Path) -> Path:
+    from autoseg.config import Paths
+
+    return Paths.from_config(cfg).require("results") / root.name
+
+
+def cmd_find_best(args: argparse.Namespace) -> int:
+    from autoseg.evaluation.evaluate import classes_from_labels
+    from autoseg.evaluation.selection import SelectionInputs, find_best
+    from autoseg.inference.model import open_model
+    from autoseg.io.dataset import load_raw_dataset
+
+    cfg = compose_config(args)
+    root = dataset_root(args.dataset, cfg)
+    raw = load_raw_dataset(root)
+    with open_model(_model_root(cfg, root), args.plans_name) as model:
+        configs = tuple(args.configurations or model.configurations())
+        inputs = SelectionInputs(
+            model_root=model.root,
+            plans_name=model.plans_name,
+            configurations=configs,
+            num_folds=args.num_folds or int(cfg.num_folds),
+            ref_folder=root / "labelsTr",
+            classes=classes_from_labels(dict(raw.labels)),
+            ending=raw.file_ending,
+            ensembles=not args.no_ensembles,
+            tolerance_mm=args.tolerance,
+        )
+        selection = find_best(inputs, args.num_workers)
+    print("cross-validation, mean foreground Dice (per class):")
+    for c in sorted(selection["candidates"], key=lambda c: -c["score"]):
+        per_class = ", ".join(
+            f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in c["per_class"].items()
+        )
+        print(f"  {' + '.join(c['configurations']):<24} {c['score']:.4f}  ({per_class})")
+    print(f"best: {' + '.join(selection['configurations'])}; post-processing: {selection['postprocessing']}")
+    for step in selection["postprocessing_report"].get("decisions", []):
+        what = step["step"] + (f" of {step['class']}" if "class" in step else "")
+        verdict = "kept" if step["kept"] else "rejected"
+        worse = f", worse: {', '.join(step['worse'])}" if step["worse"] else ""
+        dice, gain = step["foreground_dice"], step["gain"]
+        print(f"  {what}: foreground Dice {dice:.4f} (gain {gain:+.4f}{worse}) -> {verdict}")
+    print(
+        f"selection written to {inputs.model_root / 'selection.json'}; predict with:\n"
+        f"  {selection['predict_command']}"
+    )
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from autoseg.evaluation.crossval import ensemble_cases, folder_cases
+
+    members = [folder_cases(Path(f), args.file_ending) for f in args.inputs]
+    empty = [f for f, m in zip(args.inputs, members, strict=True) if not m]
+    if empty:
+        raise FileNotFoundError(f"no *{args.file_ending} predictions in {', '.join(empty)}")
+    names = ensemble_cases(members, Path(args.output), args.file_ending, args.save_probabilities)
+    print(f"ensembled {len(names)} case(s) of {len(members)} predictions into {args.output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from autoseg.inference.export import export_model
+    from autoseg.inference.model import open_model
+    from autoseg.stages import versions
+
+    cfg = compose_config(args)
+    root = dataset_root(args.dataset, cfg)
+    dataset_json = (
+        json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else None
+    )
+    with open_model(_model_root(cfg, root), args.plans_name) as model:
+        out = export_model(
+            model,
+            Path(args.output),
+            args.configurations,
+            args.folds,
+            args.checkpoint,
+            dataset_json,
+            versions(),
+        )
+    size = out.stat().st_size / 2**20
+    print(f"model exported to {out} ({size:.1f} MiB); use it with: autoseg predict -i IN -o OUT -m {out}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds no subcommand yet."""
+    p = sub.add_parser(
+        "find-best", help="choose the best configuration / ensemble and post-processing by cross-validation"
+    )
+    p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
+    p.add_argument("-c", "--configurations", nargs="+", default=None, help="default: every trained one")
+    p.add_argument("--plans-name", default=None)
+    p.add_argument("--num-folds", type=int, default=None, help="default: num_folds of the config (5)")
+    p.add_argument("--no-ensembles", action="store_true", help="do not try pairs of configurations")
+    p.add_argument("--tolerance", type=float, default=1.0, help="surface Dice tolerance in mm")
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("overrides", nargs="*", help="hydra overrides, e.g. paths.results=/data/results")
+    p.set_defaults(func=cmd_find_best)
+
+    p = sub.add_parser("ensemble", help="average the probabilities of several prediction folders")
+    p.add_argument(
+        "-i", "--inputs", nargs="+", required=True, help="folders written with --save-probabilities"
+    )
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--file-ending", default=".nii.gz")
+    p.add_argument("--save-probabilities", action="store_true")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("export-model", help="write a portable model archive (.zip) for autoseg predict -m")
+    p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
+    p.add_argument("-o", "--output", required=True, help="the archive, e.g. model.zip")
+    p.add_argument("-c", "--configurations", nargs="+", default=None, help="default: the selection's")
+    p.add_argument("-f", "--folds", nargs="+", default=None, help="default: every trained fold")
+    p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"])
+    p.add_argument("--plans-name", default=None)
+    p.add_argument("overrides", nargs="*", help="hydra overrides, e.g. paths.results=/data/results")
+    p.set_defaults(func=cmd_export)

@@ -1,9 +1,117 @@
-"""Placeholder: filled in by the work on this subcommand."""
+"""``autoseg predict -i INPUT -o OUTPUT -m MODEL``: segment new scans in their own geometry."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
+
+
+def _choose(args: argparse.Namespace, model: Any) -> tuple[list[str], list[str] | None, Any]:
+    """(configurations, folds or None for all, post-processing spec or None)."""
+    selection = model.selection
+    if args.configurations:
+        configs = list(args.configurations)
+    elif selection is not None:
+        configs = list(selection["configurations"])
+    else:
+        trained = model.configurations()
+        if len(trained) != 1:
+            raise ValueError(
+                f"{model.root}: choose a configuration with -c ({', '.join(trained) or 'none trained'}), "
+                "or run `autoseg find-best` to select one"
+            )
+        configs = trained
+    uses_selection = selection is not None and configs == list(selection["configurations"])
+    folds = args.folds or (list(selection["folds"]) if uses_selection and selection else None)
+    spec = None
+    if uses_selection and selection and selection.get("postprocessing") and not args.no_postprocessing:
+        from autoseg.evaluation.postprocess import PostprocessingSpec
+
+        spec = PostprocessingSpec.from_dict(selection["postprocessing"])
+    return configs, folds, spec
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from autoseg.inference.inputs import discover_inputs
+    from autoseg.inference.model import fold_names, open_model
+    from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
+    from autoseg.inference.run import predict_cases
+    from autoseg.training.setup import pick_device
+
+    device = pick_device(args.device)
+    options = PredictOptions(
+        checkpoint=args.checkpoint, tta=not args.no_tta, step_size=args.step_size, amp=not args.no_amp
+    )
+    with open_model(args.model, args.plans_name) as model:
+        configs, folds, postprocessing = _choose(args, model)
+        predictors = []
+        for name in configs:
+            trained = model.configuration(name)
+            use = fold_names(folds, trained.folds, str(trained.folder))
+            predictors.append(ConfigurationPredictor(trained, use, device, options))
+        notes: list[str] = []
+        cases = discover_inputs(args.input, list(predictors[0].plans["channel_names"].values()), notes)
+        for note in notes:
+            print(f"note: {note}")
+        writers = _writers(args, predictors[0].plans["labels"])
+        record = {
+            "model": Path(args.model).name,
+            "plans_name": model.plans_name,
+            "input": str(args.input),
+            "device": str(device),
+        }
+        summary = predict_cases(
+            cases, predictors, Path(args.output), postprocessing, args.save_probabilities, writers, record
+        )
+    folds_used = ", ".join(f"{k}: {v} fold(s)" for k, v in summary["folds"].items())
+    done = len(summary["cases"]) - summary["failed"]
+    print(
+        f"segmented {done} of {len(cases)} case(s) with {' + '.join(configs)} ({folds_used}); "
+        f"post-processing {summary['postprocessing'] or 'none'}; output in {args.output}"
+    )
+    for failed in (c for c in summary["cases"] if "error" in c):
+        print(f"failed: {failed['source']}: {failed['error']}")
+    return 1 if summary["failed"] else 0
+
+
+def _writers(args: argparse.Namespace, labels: dict[str, Any]) -> list[Any]:
+    from autoseg.inference.dicom_inputs import dicom_seg_writer, foreground_labels, overlay_writer
+
+    names = foreground_labels(labels)
+    writers: list[Any] = []
+    if args.dicom_seg:
+        writers.append(dicom_seg_writer(names))
+    if args.png:
+        writers.append(overlay_writer(names))
+    return writers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds no subcommand yet."""
+    p = sub.add_parser(
+        "predict",
+        help="segment new scans with a trained model; masks in each scan's own geometry",
+        description="Segment images (a folder in raw naming, one image file, or a folder of DICOM series).",
+    )
+    p.add_argument(
+        "-i", "--input", required=True, help="folder of <case>_0000<ending> files, a file, or DICOM"
+    )
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument(
+        "-m", "--model", required=True, help="results folder of a dataset, or an exported model (.zip/folder)"
+    )
+    p.add_argument(
+        "-c", "--configurations", nargs="+", default=None, help="configuration(s); two are ensembled"
+    )
+    p.add_argument("-f", "--folds", nargs="+", default=None, help="folds to average (default: all trained)")
+    p.add_argument("--plans-name", default=None, help="plans, when the model holds several")
+    p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"])
+    p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation (8x faster)")
+    p.add_argument("--step-size", type=float, default=0.5, help="sliding-window step, fraction of the patch")
+    p.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
+    p.add_argument("--no-postprocessing", action="store_true", help="ignore selection.json's post-processing")
+    p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
+    p.add_argument("--dicom-seg", action="store_true", help="DICOM input: also write a DICOM-SEG per series")
+    p.add_argument("--png", action="store_true", help="also write an overlay PNG per case")
+    p.set_defaults(func=cmd_predict)

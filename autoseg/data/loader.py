@@ -4,7 +4,9 @@ Item ``k`` of a :class:`BatchDataset` is the whole batch ``k``, built only from
 ``np.random.default_rng([seed, stream, k])``. So a run resumed at batch ``k`` sees exactly
 the batches an uninterrupted run would, and the batches do not depend on the number of
 workers (each item is built with one torch thread; results of float reductions would
-otherwise depend on the thread count).
+otherwise depend on the thread count). Under data-parallel training each rank builds only its
+``samples`` of every batch (drawn in full, so the global batches do not depend on the number of
+ranks either).
 
 Typical use::
 
@@ -59,8 +61,12 @@ class BatchDataset(Dataset):
         stream: separates independent streams of one seed (e.g. 0 train, 1 validation).
         augment_on_device: return the crops and parameters instead of augmented patches, for
             ``augmenter.apply_batch`` on the GPU.
+        samples: build only samples ``[start, stop)`` of each batch (a data-parallel rank's share,
+            :func:`autoseg.training.distributed.batch_share`); the whole batch is still drawn, so
+            which sample is forced to foreground and how it is augmented is that of the full
+            batch. None: the whole batch.
 
-    Item ``k`` (a dict):
+    Item ``k`` (a dict; B is the number of samples built):
         - ``image``: (B, C, *patch) float32;
         - ``target``: (B, 1, *patch) int64, labels >= 0 (-1 mapped to 0);
         - ``foreground``: (B,) bool, whether the target contains a label > 0;
@@ -82,6 +88,7 @@ class BatchDataset(Dataset):
         seed: int,
         stream: int = 0,
         augment_on_device: bool = False,
+        samples: tuple[int, int] | None = None,
     ) -> None:
         problems = []
         if augmenter is not None:
@@ -99,6 +106,8 @@ class BatchDataset(Dataset):
             problems.append("augment_on_device needs an augmenter")
         if seed < 0 or stream < 0:
             problems.append(f"seed and stream must be >= 0, got {seed} and {stream}")
+        if samples is not None and not 0 <= samples[0] < samples[1] <= sampler.batch_size:
+            problems.append(f"samples {samples} must be a non-empty part of 0..{sampler.batch_size}")
         if problems:
             raise ValueError("BatchDataset: " + "; ".join(problems))
         self.sampler = sampler
@@ -106,6 +115,7 @@ class BatchDataset(Dataset):
         self.seed = int(seed)
         self.stream = int(stream)
         self.augment_on_device = bool(augment_on_device)
+        self.samples = slice(*samples) if samples is not None else slice(None)
 
     def rng(self, k: int) -> np.random.Generator:
         """The generator batch ``k`` is built from."""
@@ -115,13 +125,14 @@ class BatchDataset(Dataset):
         if k < 0:
             raise IndexError(f"batch index must be >= 0, got {k}")
         rng = self.rng(k)
-        specs = self.sampler.draw(rng)
+        drawn = self.sampler.draw(rng)
+        specs = drawn[self.samples]
         forced = torch.tensor([s.force_foreground for s in specs], dtype=torch.bool)
         with single_thread():
             if self.augmenter is None:
                 item = self._plain(specs)
             else:
-                params = [self.augmenter.draw(rng) for _ in specs]
+                params = [self.augmenter.draw(rng) for _ in drawn][self.samples]
                 item = (
                     self._crops(specs, params) if self.augment_on_device else self._augmented(specs, params)
                 )

@@ -11,6 +11,9 @@ Two flavours of the same numbers:
 
 Dice is NaN when a label is absent from both prediction and reference (TP + FP + FN = 0), so that
 ``nanmean`` over cases skips it; an empty prediction of a present label scores 0.
+
+:func:`mask_stats` counts two boolean masks, for regions (unions of labels) and post-processing.
+Surface metrics (HD95, NSD) are in :mod:`autoseg.evaluation.surface`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["LabelStats", "confusion_counts", "dice_from_counts", "dice_per_label", "label_stats"]
+__all__ = [
+    "LabelStats",
+    "confusion_counts",
+    "dice_from_counts",
+    "dice_per_label",
+    "label_stats",
+    "mask_stats",
+]
 
 
 def confusion_counts(
@@ -135,3 +145,26 @@ def dice_per_label(
         {1: 0.667, 2: 0.8, 3: nan}
     """
     return {label: s.dice for label, s in label_stats(pred, ref, labels, ignore_label).items()}
+
+
+def mask_stats(pred: np.ndarray, ref: np.ndarray, valid: np.ndarray | None = None) -> LabelStats:
+    """Confusion counts of two boolean masks, e.g. a region (a union of labels) of one case.
+
+    Args:
+        pred: predicted boolean mask (any shape).
+        ref: reference boolean mask of the same shape.
+        valid: boolean mask of the voxels that count (None: all), e.g. ``ref_labels != ignore``.
+
+    Example:
+        >>> s = mask_stats(np.array([1, 1, 0, 0], bool), np.array([0, 1, 1, 0], bool))
+        >>> (s.tp, s.fp, s.fn, s.tn, s.dice)
+        (1, 1, 1, 1, 0.5)
+    """
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
+    if valid is not None:
+        pred, ref = pred & valid, ref & valid
+    total = int(pred.size if valid is None else np.count_nonzero(valid))
+    tp = int(np.count_nonzero(pred & ref))
+    fp, fn = int(np.count_nonzero(pred)) - tp, int(np.count_nonzero(ref)) - tp
+    return LabelStats(tp=tp, fp=fp, fn=fn, tn=total - tp - fp - fn)

@@ -2,6 +2,10 @@
 
 A checkpoint holds only tensors and primitives (no pickled classes), so it loads with
 ``torch.load(..., weights_only=True)``.
+
+Under data-parallel training rank 0 alone writes checkpoints, so they hold rank 0's global RNG
+states; a resumed run restores them on every rank. The batches do not depend on them (each batch
+has its own generator, :mod:`autoseg.data.loader`), which is why this is enough for an exact resume.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ class TrainerConfig:
         final_validation: sliding-window prediction of the validation cases at the end.
         tta_mirroring: mirror test-time augmentation in the final validation.
         step_size: sliding-window step as a fraction of the patch.
+        save_probabilities: write the validation probabilities (needed to ensemble configurations).
         patch_size, batch_size: override the plan's values (None keeps the plan's).
     """
 
@@ -52,6 +53,7 @@ class TrainerConfig:
     ema_momentum: float = 0.9
     final_validation: bool = True
     tta_mirroring: bool = True
+    save_probabilities: bool = True
     step_size: float = 0.5
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None

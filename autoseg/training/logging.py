@@ -36,12 +36,17 @@ class RunLog:
 
             self._writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
 
-    def line(self, message: str) -> None:
-        """A timestamped line in training_log.txt and in the console log."""
+    def line(self, message: str, level: int = logging.INFO) -> None:
+        """A timestamped line in training_log.txt (``WARNING:`` marks warnings) and in the console log."""
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        mark = "WARNING: " if level >= logging.WARNING else ""
         with self.text.open("a") as f:
-            f.write(f"{stamp} {message}\n")
-        log.info(message)
+            f.write(f"{stamp} {mark}{message}\n")
+        log.log(level, message)
+
+    def warning(self, message: str) -> None:
+        """:meth:`line` as a warning."""
+        self.line(message, logging.WARNING)
 
     def epoch(self, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
         """Log one epoch's record and redraw progress.png from the whole history."""

@@ -4,6 +4,10 @@
 ``iterations_per_epoch`` steps, validate ``val_iterations`` batches, then hand the epoch's
 record to the callbacks (logging, checkpoints, early stop). Everything it uses is built
 elsewhere (:mod:`autoseg.training.setup`) and passed in as :class:`TrainingParts`.
+
+Under data-parallel training (``parts.distributed`` with several ranks) every rank runs this same
+loop on its share of each batch; the epoch's losses are averaged and the pseudo-Dice counts summed
+over the ranks, so every rank ends the epoch with the same record (and takes the same decisions).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tqdm import tqdm
 
 from autoseg.evaluation.metrics import confusion_counts, dice_from_counts
 from autoseg.training.config import TrainerConfig
+from autoseg.training.distributed import DistributedContext, sum_over_ranks
 
 
 @dataclass
@@ -39,6 +44,7 @@ class TrainingParts:
         scaler: a GradScaler for fp16 mixed precision, else None.
         autocast_dtype: torch.bfloat16/float16 for mixed precision, None for full precision.
         on_device_transform: applied to each training batch on the device (GPU augmentation), or None.
+        distributed: this process's place in a data-parallel run (default: a single process).
     """
 
     network: torch.nn.Module
@@ -52,6 +58,7 @@ class TrainingParts:
     scaler: torch.amp.GradScaler | None = None
     autocast_dtype: torch.dtype | None = None
     on_device_transform: Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]] | None = None
+    distributed: DistributedContext = field(default_factory=DistributedContext)
 
 
 @dataclass
@@ -111,12 +118,24 @@ def _to_device(parts: TrainingParts, batch: dict[str, Any]) -> tuple[torch.Tenso
     return image, target
 
 
+def _over_ranks(parts: TrainingParts, values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over the ranks (unchanged for a single process)."""
+    return sum_over_ranks(values, parts.distributed, parts.device)
+
+
 def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[str, float]:
-    """``cfg.iterations_per_epoch`` optimisation steps; returns loss, data wait and timing."""
+    """``cfg.iterations_per_epoch`` optimisation steps; returns loss, data wait and timing.
+
+    Under DDP the loss is the mean over the ranks, ``samples_per_s`` the throughput of all ranks
+    together, and ``data_wait`` this rank's.
+    """
     parts.network.train()
     total, wait, samples = torch.zeros((), device=parts.device), 0.0, 0
     start = time.perf_counter()
-    steps = tqdm(range(cfg.iterations_per_epoch), desc=f"epoch {epoch}", leave=False, file=sys.stderr)
+    quiet = not parts.distributed.is_main
+    steps = tqdm(
+        range(cfg.iterations_per_epoch), desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=quiet
+    )
     for _ in steps:
         t = time.perf_counter()
         batch = next(parts.train_batches)
@@ -138,6 +157,9 @@ def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[st
         total += loss.detach()
         samples += image.shape[0]
     elapsed = time.perf_counter() - start
+    if parts.distributed.enabled:
+        reduced = _over_ranks(parts, torch.tensor([float(total), samples], dtype=torch.float64))
+        total, samples = reduced[0] / parts.distributed.world_size, int(reduced[1])
     return {
         "train_loss": float(total) / cfg.iterations_per_epoch,
         "data_wait": wait,
@@ -148,7 +170,10 @@ def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[st
 
 @torch.no_grad()
 def validate_epoch(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
-    """Loss and global pseudo-Dice per foreground label over ``cfg.val_iterations`` batches."""
+    """Loss and global pseudo-Dice per foreground label over ``cfg.val_iterations`` batches.
+
+    Under DDP the counts are summed and the loss averaged over the ranks.
+    """
     parts.network.eval()
     n = len(parts.labels)
     tp, fp, fn = (torch.zeros(n, dtype=torch.float64) for _ in range(3))
@@ -162,6 +187,10 @@ def validate_epoch(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
             total += float(parts.val_loss(logits, target))
         counts = confusion_counts(logits.argmax(1), target[:, 0], parts.labels)
         tp, fp, fn = tp + counts[0].cpu(), fp + counts[1].cpu(), fn + counts[2].cpu()
+    if parts.distributed.enabled:
+        reduced = _over_ranks(parts, torch.cat([tp, fp, fn, torch.tensor([total], dtype=torch.float64)]))
+        tp, fp, fn = reduced[:n], reduced[n : 2 * n], reduced[2 * n : 3 * n]
+        total = float(reduced[-1]) / parts.distributed.world_size
     dice = dice_from_counts(tp, fp, fn) if cfg.val_iterations else torch.full((n,), math.nan)
     return {"val_loss": total / max(cfg.val_iterations, 1), "pseudo_dice": [float(d) for d in dice]}
 

@@ -1,27 +1,39 @@
-"""The fold's final validation: sliding-window prediction of each validation case at the
-preprocessed resolution, Dice per label and case, written to ``validation/summary.json``."""
+"""The fold's final validation: each validation case predicted with the sliding window, exported to
+its native geometry and scored against the raw reference label.
+
+Written to ``fold_<k>/validation/``: ``<case><ending>`` masks in the raw file format and geometry,
+``<case>.npz`` probabilities (float16, ``trainer.save_probabilities``; ``autoseg find-best``
+ensembles configurations from them), ``evaluation.json`` (every metric of
+:mod:`autoseg.evaluation.evaluate`) and ``summary.json`` (mean Dice per class, for logs and
+launchers). Without the raw dataset (``FoldSpec.raw_root`` unset), the Dice is computed against the
+preprocessed labels instead, and ``summary.json`` says ``"resolution": "preprocessed"``.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoseg.data.cases import PreprocessedCases
 from autoseg.evaluation.metrics import dice_per_label
+from autoseg.inference.run import save_probabilities
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
+from autoseg.io.images import Geometry, write_image
 from autoseg.preprocessing.plan import configuration_plan
+from autoseg.preprocessing.preprocess import revert_preprocessing
+from autoseg.preprocessing.storage import load_case
 from autoseg.training.config import TrainerConfig
 from autoseg.utils.files import write_artifact
 
 if TYPE_CHECKING:
     from autoseg.training.setup import FoldSpec
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2
 
 
 def predict_case(
@@ -46,39 +58,91 @@ def predict_case(
     return predict_sliding_window(network, tensor, patch_size, num_classes, **kwargs).numpy()
 
 
+def _export(
+    logits: np.ndarray, properties: dict[str, Any], out: Path, name: str, ending: str, keep_probs: bool
+) -> None:
+    probs = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+    native = revert_preprocessing(probs, properties)
+    seg = native.argmax(0).astype(np.uint8 if native.shape[0] <= 255 else np.uint16)
+    write_image(seg, Geometry.from_json(properties["geometry"]), out / f"{name}{ending}")
+    if keep_probs:
+        save_probabilities(out / f"{name}.npz", native)
+
+
+def _raw_references(raw_root: Path) -> tuple[Path, str, dict[str, Any]]:
+    """(labels folder, file ending, labels) of the raw dataset."""
+    from autoseg.io.dataset import load_raw_dataset
+
+    dataset = load_raw_dataset(raw_root)
+    return raw_root / "labelsTr", dataset.file_ending, dict(dataset.labels)
+
+
 def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> dict:
-    """Predict every validation case, score it against its preprocessed label, write the summary."""
+    """Predict and export every validation case, score it, write ``validation/summary.json``."""
     conf = configuration_plan(spec.plans, spec.configuration)
     patch = list(cfg.patch_size or conf["patch_size"])
     names = {int(v): k for k, v in spec.plans["labels"].items() if not isinstance(v, list)}
     labels = sorted(v for v in names if v != 0)
-    cases = PreprocessedCases(spec.data_folder, spec.val_cases)
+    out = spec.output / "validation"
+    out.mkdir(parents=True, exist_ok=True)
+    native = spec.raw_root is not None
+    ending = _raw_references(spec.raw_root)[1] if spec.raw_root is not None else ".nii.gz"
     network.eval()
     per_case = []
     with torch.no_grad():
         for name in tqdm(spec.val_cases, desc="final validation", file=sys.stderr):
-            image, seg, _ = cases.load(name)
+            image, seg, properties, _ = load_case(spec.data_folder, name)
             logits = predict_case(network, image, patch, len(names), cfg, device)
-            reference = np.where(seg[0] < 0, 0, seg[0])
-            dice = dice_per_label(logits.argmax(0), reference, labels)
-            per_case.append({"case": name, "dice": {names[k]: _none_if_nan(d) for k, d in dice.items()}})
+            _export(logits, properties, out, name, ending, cfg.save_probabilities)
+            if not native:
+                reference = np.where(seg[0] < 0, 0, seg[0])
+                dice = dice_per_label(logits.argmax(0), reference, labels)
+                per_case.append({"case": name, "dice": {names[k]: _none_if_nan(d) for k, d in dice.items()}})
+    summary = _native_summary(spec, out, ending) if native else _preprocessed_summary(per_case, names, labels)
+    summary = {"configuration": spec.configuration, "fold": str(spec.fold), **summary}
+    write_artifact(out / "summary.json", "validation_summary", SUMMARY_SCHEMA_VERSION, summary)
+    return summary
+
+
+def _native_summary(spec: FoldSpec, out: Path, ending: str) -> dict[str, Any]:
+    from autoseg.evaluation.evaluate import classes_from_labels, evaluate_folders
+
+    assert spec.raw_root is not None
+    ref_folder, _, raw_labels = _raw_references(spec.raw_root)
+    evaluation = evaluate_folders(
+        out,
+        ref_folder,
+        classes_from_labels(raw_labels),
+        file_ending=ending,
+        cases=list(spec.val_cases),
+        output=out / "evaluation.json",
+        num_workers=1,
+    )
+    mean = {name: metrics.get("dice") for name, metrics in evaluation["mean"].items()}
+    return {
+        "resolution": "native",
+        "mean": mean,
+        "foreground_mean": evaluation["foreground_mean"].get("dice"),
+        "evaluation": "evaluation.json",
+        "cases": [
+            {"case": c["case"], "dice": {k: m.get("dice") for k, m in c["metrics"].items()}}
+            for c in evaluation["cases"]
+        ],
+    }
+
+
+def _preprocessed_summary(per_case: list[dict], names: dict[int, str], labels: list[int]) -> dict[str, Any]:
     mean = {}
     for k in labels:
         values = [c["dice"][names[k]] for c in per_case if c["dice"][names[k]] is not None]
         mean[names[k]] = float(np.mean(values)) if values else None
     present = [v for v in mean.values() if v is not None]
-    summary = {
-        "configuration": spec.configuration,
-        "fold": str(spec.fold),
+    return {
         "resolution": "preprocessed",
         "mean": mean,
         "foreground_mean": float(np.mean(present)) if present else None,
         "cases": per_case,
     }
-    write_artifact(
-        spec.output / "validation" / "summary.json", "validation_summary", SUMMARY_SCHEMA_VERSION, summary
-    )
-    return summary
 
 
 def _none_if_nan(value: float) -> float | None:

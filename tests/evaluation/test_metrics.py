@@ -71,3 +71,18 @@ def test_dice_from_counts_nan_where_empty() -> None:
 def test_confusion_counts_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         confusion_counts(torch.zeros(2, 4, 4), torch.zeros(2, 4, 5), [1])
+
+
+def test_mask_stats_matches_label_stats_and_respects_valid() -> None:
+    pred, ref = _crafted()
+    from autoseg.evaluation.metrics import mask_stats
+
+    assert mask_stats(pred == 2, ref == 2) == label_stats(pred, ref, [2])[2]
+    region = mask_stats(np.isin(pred, [1, 2]), np.isin(ref, [1, 2]))
+    assert (region.tp, region.fp, region.fn, region.tn) == (10, 2, 2, 10)
+    valid = np.ones_like(ref, dtype=bool)
+    valid[:, 2] = False  # the column holding label 1's misses and label 2's false positives
+    hidden = mask_stats(pred == 2, ref == 2, valid)
+    assert (hidden.tp, hidden.fp, hidden.fn, hidden.tn) == (6, 0, 0, 14)
+    with pytest.raises(ValueError, match="differ in shape"):
+        mask_stats(pred == 1, (ref == 1)[:, :5])

@@ -1,0 +1,146 @@
+"""``autoseg find-best``: pick the configuration or ensemble, and the post-processing, by cross-validation.
+
+1. Each trained configuration's out-of-fold predictions are scored (:func:`cv_summary`).
+2. Each pair of configurations is ensembled from the folds' saved probabilities and scored.
+3. The candidate with the best mean foreground Dice wins (ties: the single configuration first,
+   then the order given).
+4. Largest-connected-component post-processing is tried on the winner's cross-validation
+   predictions (:func:`autoseg.evaluation.postprocess.determine_postprocessing`) and kept only
+   where it helps.
+
+The result is ``<results>/<Dataset>/selection.json``, which ``autoseg predict -m`` follows, with the
+exact prediction command.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoseg.evaluation.crossval import cv_summary, ensemble_cases, fold_validations, merge_validation
+from autoseg.utils.files import write_artifact
+
+__all__ = ["SelectionInputs", "find_best"]
+
+log = logging.getLogger(__name__)
+SELECTION_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    """What find-best compares.
+
+    Attributes:
+        model_root: ``<results>/<Dataset>``.
+        plans_name: the plans whose configurations are compared.
+        configurations: the trained configurations to compare.
+        num_folds: folds of the cross-validation (all must have validated).
+        ref_folder: the raw reference labels (``labelsTr``).
+        classes: class name -> label values (regions are unions).
+        ending: the raw file ending.
+        ensembles: also compare every pair of configurations.
+        tolerance_mm: surface-distance tolerance of the evaluation.
+    """
+
+    model_root: Path
+    plans_name: str
+    configurations: tuple[str, ...]
+    num_folds: int
+    ref_folder: Path
+    classes: dict[str, list[int]]
+    ending: str
+    ensembles: bool = True
+    tolerance_mm: float = 1.0
+
+
+def _score(summary: dict[str, Any]) -> float:
+    value = summary["foreground_mean"].get("dice")
+    return float("-inf") if value is None else float(value)
+
+
+def _ensemble(inputs: SelectionInputs, pair: Sequence[str], num_workers: int | None) -> tuple[Path, dict]:
+    from autoseg.evaluation.evaluate import evaluate_folders
+
+    base = inputs.model_root / inputs.plans_name
+    members = [merge_validation(base / c, inputs.num_folds, inputs.ending)[1] for c in pair]
+    folder = base / "ensembles" / "+".join(pair)
+    crossval = folder / "crossval"
+    ensemble_cases(members, crossval, inputs.ending)
+    summary = evaluate_folders(
+        crossval,
+        inputs.ref_folder,
+        inputs.classes,
+        file_ending=inputs.ending,
+        tolerance_mm=inputs.tolerance_mm,
+        num_workers=num_workers,
+    )
+    summary["configurations"] = list(pair)
+    write_artifact(folder / "cv_summary.json", "cv_summary", 1, summary)
+    return crossval, summary
+
+
+def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[str, Any]:
+    """Compare the candidates, choose post-processing, write and return ``selection.json``'s contents."""
+    from autoseg.evaluation.postprocess import determine_postprocessing
+
+    if not inputs.configurations:
+        raise ValueError(f"{inputs.model_root / inputs.plans_name}: no trained configuration to compare")
+    base = inputs.model_root / inputs.plans_name
+    candidates: list[dict[str, Any]] = []
+    folders: dict[tuple[str, ...], Path] = {}
+    for config in inputs.configurations:
+        fold_validations(base / config, inputs.num_folds)  # every fold validated, or a clear error
+        summary = cv_summary(
+            base / config, inputs.num_folds, inputs.ref_folder, inputs.classes, inputs.ending, num_workers
+        )
+        folders[(config,)] = base / config / "crossval"
+        candidates.append(_candidate((config,), summary))
+    if inputs.ensembles:
+        for pair in itertools.combinations(inputs.configurations, 2):
+            crossval, summary = _ensemble(inputs, pair, num_workers)
+            folders[pair] = crossval
+            candidates.append(_candidate(pair, summary))
+    best = max(candidates, key=lambda c: (c["score"], -len(c["configurations"])))
+    chosen = tuple(best["configurations"])
+    spec, report = determine_postprocessing(
+        folders[chosen],
+        inputs.ref_folder,
+        inputs.classes,
+        inputs.ending,
+        inputs.tolerance_mm,
+        num_workers,
+        folders[chosen].parent / "crossval_postprocessed",
+    )
+    selection = {
+        "plans_name": inputs.plans_name,
+        "configurations": list(chosen),
+        "folds": [str(k) for k in range(inputs.num_folds)],
+        "checkpoint": "final",
+        "cv_foreground_dice": best["score"],
+        "cv_dice_per_class": best["per_class"],
+        "postprocessing": spec.to_dict(),
+        "postprocessing_report": report,
+        "candidates": candidates,
+        "predict_command": _command(inputs, chosen),
+    }
+    write_artifact(inputs.model_root / "selection.json", "selection", SELECTION_SCHEMA_VERSION, selection)
+    return selection
+
+
+def _candidate(configs: Sequence[str], summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "configurations": list(configs),
+        "score": _score(summary),
+        "per_class": {name: m.get("dice") for name, m in summary["mean"].items()},
+    }
+
+
+def _command(inputs: SelectionInputs, chosen: Sequence[str]) -> str:
+    return (
+        f"autoseg predict -i INPUT_FOLDER -o OUTPUT_FOLDER -m {inputs.model_root} "
+        f"-c {' '.join(chosen)} --plans-name {inputs.plans_name}"
+    )

@@ -1,0 +1,94 @@
+"""``autoseg export-model``: a portable archive of a trained model.
+
+The archive unpacks to a model root (see :mod:`autoseg.inference.model`)::
+
+    model.json                          what is inside (schema_version, versions, checkpoint)
+    dataset.json                        the raw dataset's description, when the raw dataset is found
+    selection.json                      when ``autoseg find-best`` ran
+    <plans>/<config>/plans.json
+    <plans>/<config>/cv_summary.json    when present
+    <plans>/<config>/fold_<k>/checkpoint_<final|best|latest>.pt
+
+No absolute path is stored; ``autoseg predict -m model.zip`` works on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autoseg.inference.model import ModelFolder, fold_names
+from autoseg.utils.files import atomic_path
+
+__all__ = ["export_model"]
+
+MODEL_SCHEMA_VERSION = 1
+
+
+def _members(
+    model: ModelFolder, configurations: Sequence[str], folds: Sequence[str] | None, checkpoint: str
+) -> tuple[list[tuple[Path, str]], dict[str, list[str]]]:
+    files: list[tuple[Path, str]] = []
+    chosen: dict[str, list[str]] = {}
+    for name in configurations:
+        trained = model.configuration(name)
+        use = fold_names(folds, trained.folds, str(trained.folder))
+        chosen[name] = use
+        prefix = f"{model.plans_name}/{name}"
+        files.append((trained.folder / "plans.json", f"{prefix}/plans.json"))
+        if (trained.folder / "cv_summary.json").is_file():
+            files.append((trained.folder / "cv_summary.json", f"{prefix}/cv_summary.json"))
+        for fold in use:
+            path = trained.checkpoint(fold, checkpoint)
+            files.append((path, f"{prefix}/fold_{fold}/checkpoint_{checkpoint}.pt"))
+    return files, chosen
+
+
+def export_model(
+    model: ModelFolder,
+    output: Path,
+    configurations: Sequence[str] | None = None,
+    folds: Sequence[str] | None = None,
+    checkpoint: str = "final",
+    dataset_json: dict[str, Any] | None = None,
+    versions: dict[str, str] | None = None,
+) -> Path:
+    """Write the archive ``output`` (atomically).
+
+    Args:
+        model: the opened model root.
+        configurations: which (default: the selection's, else every trained one).
+        folds: which folds (default: every trained fold).
+        checkpoint: final, best or latest.
+        dataset_json: the raw dataset's dataset.json (default: the model root's, if any).
+        versions: library versions to record.
+    """
+    if configurations is None:
+        selected = (model.selection or {}).get("configurations")
+        configurations = list(selected) if selected else model.configurations()
+    if not configurations:
+        raise ValueError(f"{model.root / model.plans_name}: nothing trained to export")
+    files, chosen = _members(model, configurations, folds, checkpoint)
+    manifest = {
+        "kind": "model",
+        "schema_version": MODEL_SCHEMA_VERSION,
+        "dataset": model.root.name,
+        "plans_name": model.plans_name,
+        "configurations": chosen,
+        "checkpoint": checkpoint,
+        "versions": versions or {},
+    }
+    dataset = dataset_json if dataset_json is not None else model.dataset
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.json", json.dumps(manifest, indent=2))
+        if dataset is not None:
+            zf.writestr("dataset.json", json.dumps(dataset, indent=2))
+        if model.selection is not None:
+            zf.writestr("selection.json", json.dumps(model.selection, indent=2))
+        for path, name in files:
+            zf.write(path, name)
+    return output
