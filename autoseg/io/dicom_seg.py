@@ -107,6 +107,8 @@ def write_dicom_seg(
         for tag in _PATIENT_STUDY_TAGS:
             if tag not in header:
                 setattr(header, tag, None)
+        if header.get("SliceThickness") in (None, ""):  # type 2, often empty; highdicom needs a value
+            header.SliceThickness = round(float(geometry.spacing[0]), 6)
     with quiet():
         seg = _segmentation(headers, mask, fg, series, algorithm_name, version or autoseg.__version__)
         with atomic_path(path, suffix=".dcm") as tmp:
