@@ -321,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )
+    if not args.verbose:
+        logging.getLogger("highdicom").setLevel(logging.WARNING)  # it narrates every copied DICOM module
     hydra, plan = _split_overrides(getattr(args, "overrides", []) or [])
     args.hydra_overrides, args.plan_overrides = hydra, plan
     from hydra.errors import HydraException

@@ -10,9 +10,12 @@ Models (not timed), from the same raw dataset:
 * **nnU-Net**: ``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres -np 2 -npfp 2`` into a fresh
   ``nnUNet_preprocessed`` (``bench_train.prepare``), then, in ``benchmarks/.nnunet-venv`` (this file
   with ``--worker nnunet_checkpoint``): ``nnUNetTrainer(plans, '3d_fullres', 0, dataset_json)``,
-  ``initialize()`` and ``save_checkpoint(fold_0/checkpoint_final.pth)`` without training, plus the
+  ``initialize()``, ``configure_rotation_dummyDA_mirroring_and_inital_patch_size()`` (it sets the
+  ``inference_allowed_mirroring_axes`` the checkpoint stores; left ``None``, nnUNetv2_predict would
+  silently skip TTA) and ``save_checkpoint(fold_0/checkpoint_final.pth)`` without training, plus the
   ``plans.json``, ``dataset.json`` and ``dataset_fingerprint.json`` that ``on_train_start`` copies
-  next to the folds (what ``nnUNetPredictor.initialize_from_trained_model_folder`` reads).
+  next to the folds (what ``nnUNetPredictor.initialize_from_trained_model_folder`` reads). The
+  script stops unless both checkpoints hold the same mirror axes ((0, 1, 2) on Hippocampus).
 
 Both networks are therefore (nearly) untrained: their masks are meaningless and differ between the
 tools, but a CPU forward pass costs the same whatever the weights, so the timing is fair. The
@@ -20,8 +23,8 @@ masks are still checked: every input case must have an output with the input's s
 origin and direction, and label values from the dataset's labels.
 
 Timed runs, each a fresh process, in one run of this script; the input is the first ``--cases``
-N images of ``imagesTr`` copied into ``input/``, the first K (``--base-cases``, default 3) into
-``input_base/`` and the first one into ``input_1/``:
+N images of ``imagesTr`` (sorted by name) copied into ``input/``, the first K (``--base-cases``,
+default 3) into ``input_base/`` and the first one into ``input_1/``:
 
 * ``nnUNetv2_predict -i input -o OUT -d ID -c 3d_fullres -f 0 -chk checkpoint_final.pth -device
   cpu -npp 3 -nps 3 --disable_progress_bar [--disable_tta]`` (``-npp``/``-nps`` are nnU-Net's

@@ -128,7 +128,18 @@ def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[s
         "predict_command": _command(inputs, chosen),
     }
     write_artifact(inputs.model_root / "selection.json", "selection", SELECTION_SCHEMA_VERSION, selection)
+    _plot(inputs.model_root / "cv_dice.png", folders[chosen].parent / "cv_summary.json", chosen)
     return selection
+
+
+def _plot(path: Path, summary_file: Path, chosen: Sequence[str]) -> None:
+    """cv_dice.png: the winner's per-class Dice over the cross-validation cases."""
+    import json
+
+    from autoseg.visualize import plot_cv_dice
+
+    summary = json.loads(summary_file.read_text())
+    plot_cv_dice(summary, path, title=f"cross-validation Dice of {' + '.join(chosen)}")
 
 
 def _candidate(configs: Sequence[str], summary: dict[str, Any]) -> dict[str, Any]:

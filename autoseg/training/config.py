@@ -31,6 +31,7 @@ class TrainerConfig:
         tta_mirroring: mirror test-time augmentation in the final validation.
         step_size: sliding-window step as a fraction of the patch.
         save_probabilities: write the validation probabilities (needed to ensemble configurations).
+        validation_png: draw each validation case's prediction over its image (a QC picture).
         patch_size, batch_size: override the plan's values (None keeps the plan's).
     """
 
@@ -54,6 +55,7 @@ class TrainerConfig:
     final_validation: bool = True
     tta_mirroring: bool = True
     save_probabilities: bool = True
+    validation_png: bool = False
     step_size: float = 0.5
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None

@@ -60,13 +60,26 @@ def predict_case(
 
 def _export(
     logits: np.ndarray, properties: dict[str, Any], out: Path, name: str, ending: str, keep_probs: bool
-) -> None:
+) -> np.ndarray:
+    """Write the native-geometry mask (and probabilities); returns the mask."""
     probs = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
     native = revert_preprocessing(probs, properties)
     seg = native.argmax(0).astype(np.uint8 if native.shape[0] <= 255 else np.uint16)
     write_image(seg, Geometry.from_json(properties["geometry"]), out / f"{name}{ending}")
     if keep_probs:
         save_probabilities(out / f"{name}.npz", native)
+    return seg
+
+
+def _draw(raw_root: Path, name: str, ending: str, seg: np.ndarray, names: dict[int, str], out: Path) -> None:
+    """``validation/<case>.png``: the prediction over channel 0 of the raw image."""
+    from autoseg.io.images import read_image
+    from autoseg.visualize import overlay_png
+
+    image, geometry = read_image(raw_root / "imagesTr" / f"{name}_0000{ending}")
+    image = image[None] if image.ndim == 2 else image
+    labels = {k: v for k, v in names.items() if k != 0}
+    overlay_png(image, seg.reshape(image.shape), geometry.spacing, out / f"{name}.png", label_names=labels)
 
 
 def _raw_references(raw_root: Path) -> tuple[Path, str, dict[str, Any]]:
@@ -93,7 +106,9 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
         for name in tqdm(spec.val_cases, desc="final validation", file=sys.stderr):
             image, seg, properties, _ = load_case(spec.data_folder, name)
             logits = predict_case(network, image, patch, len(names), cfg, device)
-            _export(logits, properties, out, name, ending, cfg.save_probabilities)
+            seg_native = _export(logits, properties, out, name, ending, cfg.save_probabilities)
+            if cfg.validation_png and spec.raw_root is not None:
+                _draw(spec.raw_root, name, ending, seg_native, names, out)
             if not native:
                 reference = np.where(seg[0] < 0, 0, seg[0])
                 dice = dice_per_label(logits.argmax(0), reference, labels)

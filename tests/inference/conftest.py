@@ -29,7 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     raw = generate_dataset(root / "raw" / "Dataset930_Chain", SyntheticSpec(num_cases=8, seed=11, **EASY))  # type: ignore[arg-type]
     paths = [f"paths.preprocessed={root / 'pre'}", f"paths.results={root / 'results'}", "num_folds=2"]
     assert main(["plan", str(raw), *paths, "-c", "3d_fullres", "2d", "--num-workers", "1"]) == 0
-    for config, extra in (("3d_fullres", []), ("2d", ["trainer.batch_size=8"])):
+    for config, extra in (("3d_fullres", ["trainer.validation_png=true"]), ("2d", ["trainer.batch_size=8"])):
         for fold in ("0", "1"):
             assert main(["train", str(raw), config, fold, *paths, *TRAIN, *extra, "--device", "cpu"]) == 0
     assert main(["find-best", str(raw), *paths, "--num-workers", "1"]) == 0

@@ -34,6 +34,10 @@ def test_find_best_compares_configurations_and_the_ensemble(trained):
     assert (results / "default" / "ensembles" / "2d+3d_fullres" / "cv_summary.json").is_file()
     assert set(selection["postprocessing"]) >= {"foreground_lcc", "class_lcc"}
     assert selection["predict_command"].startswith("autoseg predict")
+    assert (results / "cv_dice.png").read_bytes().startswith(b"\x89PNG")
+    validation = results / "default" / "3d_fullres" / "fold_0" / "validation"
+    pngs = sorted(validation.glob("*.png"))
+    assert pngs and len(pngs) == len(list(validation.glob("*.nii.gz")))
 
 
 def test_predict_heldout_cases_and_evaluate(trained, tmp_path, capsys):
