@@ -183,7 +183,7 @@ def _demo_heldout(raw: Path, num_cases: int, num_workers: int | None) -> tuple[P
     from autoseg.synthetic import SyntheticSpec, generate_dataset
 
     spare = generate_dataset(
-        raw.parent / ".heldout", SyntheticSpec(num_cases=num_cases, seed=1000), num_workers
+        raw.parent / ".heldout", SyntheticSpec(num_cases=num_cases, seed=1000, distractors=False), num_workers
     )
     for kind in ("images", "labels"):
         target = raw / f"{kind}Ts"
@@ -202,17 +202,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     workers = [] if args.num_workers is None else ["--num-workers", str(args.num_workers)]
     raw = generate_dataset(
-        out / "raw" / "Dataset900_Demo", SyntheticSpec(num_cases=10, seed=0), args.num_workers
+        out / "raw" / "Dataset900_Demo",
+        SyntheticSpec(num_cases=10, seed=0, distractors=False),
+        args.num_workers,
     )
     images_ts, labels_ts = _demo_heldout(raw, 3, args.num_workers)
     roots = [f"paths.preprocessed={out / 'preprocessed'}", f"paths.results={out / 'results'}"]
+    longer = ["trainer.epochs=10"]  # the quick trainer's 5 x 20 iterations learn only the larger class
     print(f"[1/5] synthetic dataset of 10 MR-like cases with 2 classes, 3 held out: {raw}")
     print("[2/5] autoseg plan (validate, fingerprint, plan, preprocess):")
     steps: list[tuple[str, list[str]]] = [
         ("plan", ["plan", str(raw), *roots, "-c", "3d_fullres", "--explain", *workers]),
         (
-            "[3/5] autoseg train 3d_fullres fold 0 with the quick trainer (5 epochs x 20 iterations, CPU):",
-            ["train", str(raw), "3d_fullres", "0", *roots, "--trainer", "quick", "--device", "cpu"],
+            "[3/5] autoseg train 3d_fullres fold 0 with the quick trainer, 10 epochs x 20 iterations, CPU:",
+            ["train", str(raw), "3d_fullres", "0", *roots, "--trainer", "quick", "--device", "cpu", *longer],
         ),
     ]
     model = out / "results" / raw.name
