@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.inference.inputs import InputCase
+from autoseg.inference.inputs import InputCase, stack_channels
 from autoseg.io.images import Geometry
 
 __all__ = ["dicom_cases", "dicom_seg_writer", "foreground_labels", "overlay_writer"]
@@ -55,15 +55,7 @@ def _multi_channel_case(folder: Path, series: list[Any], channel_names: list[str
     def load() -> tuple[np.ndarray, Geometry]:
         if problems:
             raise ValueError("; ".join(problems))
-        arrays, geometry = [], None
-        for s in chosen:
-            array, geom = read_series(s)
-            if geometry is not None and geom.shape != geometry.shape:
-                raise ValueError(f"{_describe(s)} has shape {geom.shape}, channel 0 {geometry.shape}")
-            geometry = geometry or geom
-            arrays.append(array.astype(np.float32, copy=False))
-        assert geometry is not None
-        return np.stack(arrays), geometry
+        return stack_channels((_describe(s), *read_series(s)) for s in chosen)
 
     return InputCase(folder.name, ".nii.gz", load, f"case folder {folder}", {"series": chosen})
 

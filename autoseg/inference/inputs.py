@@ -10,7 +10,7 @@ file. A folder with DICOM files (and no images in raw naming) is read series by 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ import numpy as np
 
 from autoseg.io.images import Geometry, file_ending, read_image
 
-__all__ = ["InputCase", "discover_inputs"]
+__all__ = ["InputCase", "discover_inputs", "stack_channels"]
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".gipl.gz", ".gipl")
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -45,18 +45,27 @@ class InputCase:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _load_channels(files: tuple[Path, ...]) -> tuple[np.ndarray, Geometry]:
+def stack_channels(volumes: Iterable[tuple[str, np.ndarray, Geometry]]) -> tuple[np.ndarray, Geometry]:
+    """(C, Z, Y, X) float32 from per-channel ``(source, array, geometry)``; geometry of channel 0.
+
+    Raises:
+        ValueError: a channel whose shape differs from channel 0's (naming its source).
+    """
     arrays, geometry = [], None
-    for path in files:
-        array, geom = read_image(path)
+    for source, array, geom in volumes:
         if array.ndim == 2:
             array = array[None]
         if geometry is not None and geom.shape != geometry.shape:
-            raise ValueError(f"{path}: shape {geom.shape} differs from channel 0's {geometry.shape}")
+            raise ValueError(f"{source}: shape {geom.shape} differs from channel 0's {geometry.shape}")
         geometry = geometry or geom
         arrays.append(array.astype(np.float32, copy=False))
-    assert geometry is not None
+    if geometry is None:
+        raise ValueError("no channels to stack")
     return np.stack(arrays), geometry
+
+
+def _load_channels(files: tuple[Path, ...]) -> tuple[np.ndarray, Geometry]:
+    return stack_channels((str(path), *read_image(path)) for path in files)
 
 
 def _file_case(path: Path, num_channels: int) -> InputCase:
