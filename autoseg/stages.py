@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from autoseg import __version__
+from autoseg.contracts.plans import PLANS_SCHEMA_VERSION, Plans
 from autoseg.fingerprint import compute_fingerprint, read_fingerprint, write_fingerprint
 from autoseg.io.dataset import RawDataset, load_raw_dataset
 from autoseg.planning.planner import Explanation
-from autoseg.planning.plans import PLANS_SCHEMA_VERSION, build_plans
+from autoseg.planning.plans import build_plans
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import load_or_create_splits
-from autoseg.utils.files import read_artifact, write_artifact
+from autoseg.utils.files import write_artifact
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +88,27 @@ def run_plan(
     num_folds: int = 5,
     split_seed: int = 12345,
     user_splits: Path | None = None,
-) -> tuple[dict[str, Any], Explanation]:
-    """Plan from fingerprint.json; write plans.json and splits.json."""
+) -> tuple[Plans, Explanation]:
+    """Plan from fingerprint.json; write plans.json and splits.json; the plans as written."""
     fingerprint = read_fingerprint(folders.fingerprint)
     plans, explain = build_plans(fingerprint, planner, plan_overrides)
     plans["run"] = {"config": run_config or {}, "versions": versions()}
-    write_artifact(folders.plans(planner.name), "plans", PLANS_SCHEMA_VERSION, plans)
-    names = [c["name"] for c in fingerprint["cases"]]
-    load_or_create_splits(folders.splits, names, num_folds, split_seed, user_splits)
-    return plans, explain
+    path = write_artifact(folders.plans(planner.name), "plans", PLANS_SCHEMA_VERSION, plans)
+    typed = read_plans(folders, planner.name)  # what every later stage will read
+    load_or_create_splits(folders.splits, list(typed.case_names), num_folds, split_seed, user_splits)
+    log.debug("plans written to %s", path)
+    return typed, explain
 
 
-def planned_configurations(plans: dict[str, Any]) -> list[str]:
-    """Configurations with a plan of their own (2d, 3d_fullres, 3d_lowres); not the cascade entry."""
-    return [name for name, conf in plans["configurations"].items() if "patch_size" in conf]
-
-
-def read_plans(folders: DatasetFolders, plans_name: str) -> dict[str, Any]:
-    return read_artifact(folders.plans(plans_name), "plans", PLANS_SCHEMA_VERSION)
+def read_plans(folders: DatasetFolders, plans_name: str) -> Plans:
+    """The plans ``plans_name`` of a dataset, validated (:class:`autoseg.contracts.Plans`)."""
+    return Plans.load(folders.plans(plans_name))
 
 
 def run_preprocess(
     dataset_root: Path,
     folders: DatasetFolders,
-    plans: dict[str, Any],
+    plans: Plans,
     configurations: Sequence[str],
     num_workers: int | None,
 ) -> list[Path]:
@@ -120,8 +118,9 @@ def run_preprocess(
     dataset = load_raw_dataset(dataset_root)
     out = []
     for name in configurations:
-        planned = planned_configurations(plans)
-        if name not in planned:
-            raise ValueError(f"configuration {name!r} is not in the plans (planned: {', '.join(planned)})")
-        out.append(preprocess_dataset(dataset, plans, name, folders.root / plans["plans_name"], num_workers))
+        if name not in plans.planned:
+            raise ValueError(
+                f"configuration {name!r} is not in the plans (planned: {', '.join(plans.planned)})"
+            )
+        out.append(preprocess_dataset(dataset, plans, name, folders.root / plans.plans_name, num_workers))
     return out

@@ -198,7 +198,7 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
     folders = DatasetFolders(roots[0].parent)
     plans = read_plans(folders, "default")
     splits = read_artifact(folders.splits, "splits", SPLITS_SCHEMA_VERSION)["folds"]
-    train, val = setup_mod.fold_cases(splits, 0, [c["name"] for c in plans["fingerprint"]["cases"]])
+    train, val = setup_mod.fold_cases(splits, 0, list(plans.case_names))
     spec = setup_mod.FoldSpec(
         preprocessed=folders.root,
         plans=plans,
@@ -245,14 +245,14 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
     clock.mark()
     loop_mod.train_epoch(parts, dataclasses.replace(cfg, iterations_per_epoch=p["step_iterations"]), 1)
     step_only = _pop_steps(clock)
-    conf = plans["configurations"][CONFIGURATION]
+    conf = plans.configuration(CONFIGURATION)
     import monai
 
     return {
         "tool": "autoseg",
         "versions": {"torch": torch.__version__, "monai": monai.__version__},
-        "patch_size": conf["patch_size"],
-        "batch_size": conf["batch_size"],
+        "patch_size": list(conf.patch_size),
+        "batch_size": conf.batch_size,
         "network": type(getattr(parts.network, "_orig_mod", parts.network)).__name__,
         "parameters": sum(q.numel() for q in parts.network.parameters()),
         "train_cases": len(train),
@@ -307,7 +307,7 @@ def worker_nnunet(p: dict[str, Any]) -> dict[str, Any]:
     for _ in range(p["step_iterations"]):
         original_step(held["batch"])
     step_only = _pop_steps(clock)
-    conf = plans["configurations"][CONFIGURATION]
+    conf = plans.configuration(CONFIGURATION)
     return {
         "tool": "nnunet",
         "versions": {"torch": torch.__version__, "nnunetv2": importlib.metadata.version("nnunetv2")},
@@ -349,13 +349,14 @@ def worker_ab(p: dict[str, Any]) -> dict[str, Any]:
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
+    from autoseg.contracts import Plans
     from autoseg.nets.factory import build_network, deep_supervision_weights
     from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
 
-    aplans = json.loads(next(Path(p["preprocessed"]).glob("*/default/plans.json")).read_text())
+    aplans = Plans.load(next(Path(p["preprocessed"]).glob("*/default/plans.json")))
     nplans = json.loads((Path(p["nnunet_preprocessed"]) / p["nnunet_name"] / "nnUNetPlans.json").read_text())
-    aconf, nconf = aplans["configurations"][CONFIGURATION], nplans["configurations"][CONFIGURATION]
-    num_classes = len(aplans["labels"])
+    aconf, nconf = aplans.configuration(CONFIGURATION), nplans["configurations"][CONFIGURATION]
+    num_classes = aplans.labels.num_outputs
     arch = nconf["architecture"]
     torch.manual_seed(0)
     nets = {
@@ -368,12 +369,12 @@ def worker_ab(p: dict[str, Any]) -> dict[str, Any]:
             allow_init=True,
             deep_supervision=True,
         ),
-        "autoseg": build_network(aconf["architecture"], 1, num_classes),
+        "autoseg": build_network(aconf.architecture, 1, num_classes),
     }
-    batch, patch = aconf["batch_size"], aconf["patch_size"]
+    batch, patch = aconf.batch_size, list(aconf.patch_size)
     x = torch.randn(batch, 1, *patch)
     y = torch.randint(0, num_classes, (batch, 1, *patch))
-    heads = aconf["architecture"]["n_stages"] - 1
+    heads = aconf.architecture.n_stages - 1
     aloss = DeepSupervisionLoss(DiceCELoss(batch_dice=False), deep_supervision_weights(heads))
     weights = [1 / 2**i for i in range(heads)]
     weights[-1] = 0.0

@@ -1,4 +1,4 @@
-"""Subcommands of ``autoseg`` beyond the planning stages, one module each.
+"""Every subcommand of ``autoseg``, one module each (:mod:`autoseg.commands.dispatch` runs them).
 
 Each module has ``register(sub)``, which adds its subparser(s) to the ``autoseg`` parser and sets
 ``func`` to a function ``(args) -> int`` (the exit code). Modules import heavy libraries inside
@@ -11,12 +11,14 @@ import argparse
 import importlib
 
 COMMAND_MODULES = (
+    "autoseg.commands.planning",
     "autoseg.commands.train",
     "autoseg.commands.predict",
     "autoseg.commands.model",
     "autoseg.commands.evaluate",
     "autoseg.commands.convert",
     "autoseg.commands.overlay",
+    "autoseg.commands.demo",
 )
 
 

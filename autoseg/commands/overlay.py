@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from autoseg.contracts.labels import LabelManager
+
 WINDOW_HELP = (
     "soft-tissue (W400/L40), bone, lung, brain, percentile, auto (default) or LOW,HIGH "
     "(with a negative LOW write --window=-160,240)"
@@ -27,8 +29,8 @@ def label_names_from_dataset_json(path: Path) -> tuple[dict[int, str], str | Non
         raise FileNotFoundError(f"{path}: no such dataset.json (give --labels the dataset's dataset.json)")
     try:
         data: Any = json.loads(path.read_text())
-        labels = data["labels"]
-        names = {int(v): str(k) for k, v in labels.items() if not isinstance(v, list) and int(v) > 0}
+        manager = LabelManager.from_labels(data["labels"], source=str(path), strict=False)
+        names = {value: name for value, name in manager.names.items() if value > 0}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(
             f"{path}: not a dataset.json with a 'labels' mapping such as "

@@ -37,7 +37,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from autoseg.inference.model import fold_names, open_model
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
-    from autoseg.training.setup import pick_device
+    from autoseg.utils.device import pick_device
 
     device = pick_device(args.device)
     options = PredictOptions(
@@ -51,10 +51,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             use = fold_names(folds, trained.folds, str(trained.folder))
             predictors.append(ConfigurationPredictor(trained, use, device, options))
         notes: list[str] = []
-        cases = discover_inputs(args.input, list(predictors[0].plans["channel_names"].values()), notes)
+        cases = discover_inputs(args.input, list(predictors[0].plans.channel_names.values()), notes)
         for note in notes:
             print(f"note: {note}")
-        writers = _writers(args, predictors[0].plans["labels"])
+        writers = _writers(args, predictors[0].plans.labels)
         record = {
             "model": Path(args.model).name,
             "plans_name": model.plans_name,
@@ -75,10 +75,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
-def _writers(args: argparse.Namespace, labels: dict[str, Any]) -> list[Any]:
-    from autoseg.inference.dicom_inputs import dicom_seg_writer, foreground_labels, overlay_writer
+def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
+    """Extra outputs per case; ``labels`` is the model's :class:`autoseg.contracts.LabelManager`."""
+    from autoseg.inference.dicom_inputs import dicom_seg_writer, overlay_writer
 
-    names = foreground_labels(labels)
+    names = {value: name for value, name in labels.names.items() if value != 0}
     writers: list[Any] = []
     if args.dicom_seg:
         writers.append(dicom_seg_writer(names))

@@ -55,20 +55,20 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
     ``configuration`` defaults to ``args.configuration``.
     """
     from autoseg.config import Paths
-    from autoseg.stages import planned_configurations, read_plans
-    from autoseg.training.setup import FoldSpec, fold_cases
+    from autoseg.stages import read_plans
+    from autoseg.training.spec import FoldSpec, fold_cases
 
     configuration = configuration or args.configuration
     root, folders, splits = _dataset(args, cfg)
     plans_name = args.plans_name or "default"
     plans = read_plans(folders, plans_name)
-    planned = planned_configurations(plans)
+    planned = plans.planned
     if configuration not in planned:
         raise ValueError(
             f"configuration {configuration!r} is not in {folders.plans(plans_name)} "
             f"(planned: {', '.join(planned)})"
         )
-    train, val = fold_cases(splits, fold, [c["name"] for c in plans["fingerprint"]["cases"]])
+    train, val = fold_cases(splits, fold, list(plans.case_names))
     results = Paths.from_config(cfg).require("results")
     return FoldSpec(
         preprocessed=folders.root,
@@ -99,7 +99,8 @@ def train_one(args: argparse.Namespace) -> int:
     """Train (or validate) one fold here; under torchrun, as this process's rank."""
     from autoseg.config import to_plain
     from autoseg.training.distributed import DistributedContext, process_group, rank_device, report_failure
-    from autoseg.training.setup import pick_device, train_fold, validate_only
+    from autoseg.training.setup import train_fold, validate_only
+    from autoseg.utils.device import pick_device
 
     cfg = compose_config(args, [f"trainer={args.trainer}"])
     fold = args.fold if args.fold == "all" else int(args.fold)

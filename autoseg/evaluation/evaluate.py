@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.evaluation.metrics import mask_stats
 from autoseg.evaluation.surface import surface_metrics
 from autoseg.utils.parallel import parallel_map
@@ -61,19 +62,14 @@ __all__ = [
 
 
 def classes_from_labels(labels: Mapping[str, int | Sequence[int]]) -> dict[str, list[int]]:
-    """The evaluated classes of dataset.json's ``labels``: everything but background and ``ignore``.
+    """The evaluated classes of dataset.json's ``labels``: everything but background and ``ignore``
+    (:attr:`autoseg.contracts.LabelManager.evaluation_classes`).
 
     Example:
         >>> classes_from_labels({"background": 0, "edema": 1, "tumor": [1, 2], "ignore": 3})
         {'edema': [1], 'tumor': [1, 2]}
     """
-    classes = {}
-    for name, value in labels.items():
-        values = [int(value)] if isinstance(value, int | np.integer) else [int(v) for v in value]
-        if name.lower() in ("background", "ignore") or values == [0]:
-            continue
-        classes[str(name)] = sorted(set(values))
-    return classes
+    return LabelManager.from_labels(labels, strict=False).evaluation_classes
 
 
 def class_mask(seg: np.ndarray, values: Sequence[int]) -> np.ndarray:

@@ -4,7 +4,7 @@ Components are connected in full connectivity (26 neighbours in 3D, 8 in 2D): vo
 edge or a corner belong to one object. Of components of equal size the first in raster order is kept.
 
 :func:`determine_postprocessing`, which chooses a :class:`PostprocessingSpec` on cross-validation
-predictions, is in :mod:`autoseg.evaluation.postprocess_search` (and importable from here).
+predictions, is in :mod:`autoseg.evaluation.postprocess_search`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from autoseg.utils.parallel import parallel_map
-
-if TYPE_CHECKING:
-    from autoseg.evaluation.postprocess_search import determine_postprocessing
-
 
 POSTPROCESSING_SCHEMA_VERSION = 1
 #: Dice differences at most this large count as no change.
@@ -33,7 +29,6 @@ __all__ = [
     "POSTPROCESSING_SCHEMA_VERSION",
     "PostprocessingSpec",
     "apply_postprocessing",
-    "determine_postprocessing",
     "largest_component",
     "load_spec",
     "postprocess_folder",
@@ -200,16 +195,3 @@ def postprocess_folder(
     return parallel_map(
         functools.partial(_postprocess_file, spec=spec), items, num_workers, desc="postprocessing"
     )
-
-
-def __getattr__(name: str) -> Any:
-    """``determine_postprocessing``, from :mod:`autoseg.evaluation.postprocess_search` on first use.
-
-    Imported lazily because that module imports this one: a plain import here would fail when
-    ``postprocess_search`` is imported first.
-    """
-    if name == "determine_postprocessing":
-        from autoseg.evaluation import postprocess_search
-
-        return postprocess_search.determine_postprocessing
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@
 3. The candidate with the best mean foreground Dice wins (ties: the single configuration first,
    then the order given).
 4. Largest-connected-component post-processing is tried on the winner's cross-validation
-   predictions (:func:`autoseg.evaluation.postprocess.determine_postprocessing`) and kept only
+   predictions (:func:`autoseg.evaluation.postprocess_search.determine_postprocessing`) and kept only
    where it helps.
 
 The result is ``<results>/<Dataset>/selection.json``, which ``autoseg predict -m`` follows, with the
@@ -85,7 +85,7 @@ def _ensemble(inputs: SelectionInputs, pair: Sequence[str], num_workers: int | N
 
 def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[str, Any]:
     """Compare the candidates, choose post-processing, write and return ``selection.json``'s contents."""
-    from autoseg.evaluation.postprocess import determine_postprocessing
+    from autoseg.evaluation.postprocess_search import determine_postprocessing
 
     if not inputs.configurations:
         raise ValueError(f"{inputs.model_root / inputs.plans_name}: no trained configuration to compare")

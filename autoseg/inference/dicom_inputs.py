@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.inference.inputs import InputCase, stack_channels
+from autoseg.inference.cases import InputCase, stack_channels
 from autoseg.io.images import Geometry
 
-__all__ = ["dicom_cases", "dicom_seg_writer", "foreground_labels", "overlay_writer"]
+__all__ = ["dicom_cases", "dicom_seg_writer", "overlay_writer"]
 
 
 def _series_case(series: Any) -> InputCase:
@@ -81,11 +81,6 @@ def dicom_cases(
         if series:
             cases.append(_multi_channel_case(sub, series, channel_names))
     return cases
-
-
-def foreground_labels(labels: dict[str, Any]) -> dict[int, str]:
-    """Label value -> name of the plans' foreground labels (regions are not network outputs)."""
-    return {int(v): k for k, v in labels.items() if not isinstance(v, list) and int(v) != 0}
 
 
 def dicom_seg_writer(labels: dict[int, str]) -> Callable[[InputCase, np.ndarray, Geometry, Path], list[Path]]:

@@ -33,8 +33,9 @@ from typing import Any
 
 import torch
 
+from autoseg.contracts import Architecture, LabelManager, Plans
+from autoseg.io.checkpoints import load_checkpoint
 from autoseg.nets.factory import build_network
-from autoseg.training.checkpoint import load_checkpoint
 
 __all__ = ["ModelFolder", "TrainedConfiguration", "load_fold_network", "open_model"]
 
@@ -47,7 +48,7 @@ class TrainedConfiguration:
 
     name: str
     folder: Path  # <root>/<plans>/<config>
-    plans: dict[str, Any]
+    plans: Plans
     folds: tuple[str, ...]  # fold names with a checkpoint ("0", "1", ..., or "all")
 
     def checkpoint(self, fold: str, which: str = "final") -> Path:
@@ -88,7 +89,7 @@ class ModelFolder:
                 f"{folder} holds no trained {name!r} model (plans.json and fold_k/checkpoint_*.pt); "
                 f"trained configurations here: {', '.join(self.configurations()) or 'none'}"
             )
-        plans = json.loads((folder / "plans.json").read_text())
+        plans = Plans.load(folder / "plans.json")
         return TrainedConfiguration(name=name, folder=folder, plans=plans, folds=folds)
 
 
@@ -165,13 +166,8 @@ def open_model(path: str | os.PathLike[str], plans_name: str | None = None) -> I
         )
 
 
-def num_classes_of(labels: dict[str, Any]) -> int:
-    """K, the network's outputs, from plans' or dataset.json's labels (regions are not outputs)."""
-    return len({int(v) for v in labels.values() if not isinstance(v, list)})
-
-
 def load_fold_network(
-    checkpoint: Path, device: torch.device, expected: dict[str, Any] | None = None
+    checkpoint: Path, device: torch.device, expected: Architecture | None = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The network of a checkpoint, in eval mode on ``device``, and the checkpoint's metadata.
 
@@ -181,21 +177,18 @@ def load_fold_network(
         expected: the configuration's architecture; a checkpoint of another architecture is an error.
     """
     state = load_checkpoint(checkpoint, map_location="cpu")
-    arch = state["architecture"]
-    if expected is not None and _comparable(arch) != _comparable(expected):
+    arch = Architecture.from_dict(state["architecture"], f"{checkpoint}: architecture")
+    if expected is not None and arch != expected:
         raise ValueError(
             f"{checkpoint} was trained with another architecture than its plans.json describes; "
             "retrain the fold or restore the matching plans.json"
         )
-    network = build_network(arch, int(state["in_channels"]), num_classes_of(state["labels"]))
+    labels = LabelManager.from_labels(state["labels"], state.get("regions_class_order"), str(checkpoint))
+    network = build_network(arch, int(state["in_channels"]), labels.num_outputs)
     network.load_state_dict(state["network"])
     network.to(device).eval()
     meta = {k: v for k, v in state.items() if k not in ("network", "optimizer", "scaler", "rng")}
     return network, meta
-
-
-def _comparable(arch: dict[str, Any]) -> str:
-    return json.dumps(arch, sort_keys=True, default=list)
 
 
 def fold_names(requested: Sequence[str] | None, available: Sequence[str], where: str) -> list[str]:

@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from autoseg.inference.model import TrainedConfiguration, load_fold_network, num_classes_of
+from autoseg.contracts.plans import Plans
+from autoseg.inference.model import TrainedConfiguration, load_fold_network
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
-from autoseg.preprocessing.plan import configuration_plan
 from autoseg.preprocessing.preprocess import preprocess_case, revert_preprocessing
 
-__all__ = ["ConfigurationPredictor", "PredictOptions", "average_probabilities", "segmentation_from"]
+__all__ = ["ConfigurationPredictor", "PredictOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -74,37 +74,72 @@ class ConfigurationPredictor:
         device: torch.device,
         options: PredictOptions = PredictOptions(),
     ) -> None:
-        self.trained, self.device, self.options = trained, device, options
-        self.plans = trained.plans
-        self.conf = configuration_plan(self.plans, trained.name)
-        self.num_classes = num_classes_of(self.plans["labels"])
-        self.networks: list[torch.nn.Module] = []
-        self.patch_size: list[int] = list(self.conf["patch_size"])
-        mirror: list[int] | None = None
+        conf = trained.plans.configuration(trained.name)
+        networks, patch, mirror = [], list(conf.patch_size), list(conf.mirror_axes)
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
-            network, meta = load_fold_network(path, device, self.conf["architecture"])
-            self.networks.append(network)
-            self.patch_size = [int(p) for p in meta.get("patch_size", self.patch_size)]
-            mirror = list(meta.get("mirror_axes", range(len(self.patch_size))))
-        self.mirror_axes = tuple(mirror or ()) if options.tta else None
-        if not self.networks:
+            network, meta = load_fold_network(path, device, conf.architecture)
+            networks.append(network)
+            patch = [int(p) for p in meta.get("patch_size", patch)]
+            mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
+        if not networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
+        self._setup(trained.plans, trained.name, networks, device, options, patch, mirror)
+        self.trained: TrainedConfiguration | None = trained
+
+    @classmethod
+    def from_networks(
+        cls,
+        plans: Plans,
+        configuration: str,
+        networks: Sequence[torch.nn.Module],
+        device: torch.device,
+        options: PredictOptions = PredictOptions(),
+        patch_size: Sequence[int] | None = None,
+    ) -> ConfigurationPredictor:
+        """A predictor of networks in memory (the final validation of a fold that just trained).
+
+        Args:
+            networks: in eval mode on ``device``; their outputs are averaged.
+            patch_size: the patch the networks were trained with (default: the plan's).
+        """
+        conf = plans.configuration(configuration)
+        patch = list(patch_size or conf.patch_size)
+        self = cls.__new__(cls)
+        self._setup(plans, configuration, list(networks), device, options, patch, list(conf.mirror_axes))
+        self.trained = None
+        return self
+
+    def _setup(
+        self,
+        plans: Plans,
+        configuration: str,
+        networks: list[torch.nn.Module],
+        device: torch.device,
+        options: PredictOptions,
+        patch_size: list[int],
+        mirror_axes: list[int],
+    ) -> None:
+        self.plans, self.configuration, self.device, self.options = plans, configuration, device, options
+        self.conf = plans.configuration(configuration)
+        self.num_classes = plans.labels.num_outputs
+        self.networks = networks
+        self.patch_size = patch_size
+        self.mirror_axes = tuple(mirror_axes) if options.tta else None
 
     @property
     def num_channels(self) -> int:
-        return len(self.plans["channel_names"])
+        return self.plans.num_channels
 
     def preprocess(self, name: str, images: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, dict]:
         """(data (C, Z', Y', X') in the plan's space, properties for reverting it)."""
         if images.shape[0] != self.num_channels:
             raise ValueError(
                 f"{name}: the model needs {self.num_channels} channel(s) "
-                f"({', '.join(self.plans['channel_names'].values())}), got {images.shape[0]}"
+                f"({', '.join(self.plans.channel_names.values())}), got {images.shape[0]}"
             )
-        data, _, properties = preprocess_case(
-            LoadedCase(name=name, images=images, label=None, geometry=geometry), self.plans, self.trained.name
-        )
+        case = LoadedCase(name=name, images=images, label=None, geometry=geometry)
+        data, _, properties = preprocess_case(case, self.plans, self.configuration)
         return data, properties
 
     def logits(self, data: np.ndarray) -> torch.Tensor:
@@ -140,31 +175,3 @@ class ConfigurationPredictor:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""
         data, properties = self.preprocess(name, images, geometry)
         return self.probabilities(data, properties)
-
-
-def average_probabilities(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of several (K, *spatial) probability maps (an ensemble of configurations)."""
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"cannot average probabilities of different shapes {sorted(shapes)}")
-    out = np.array(arrays[0], dtype=np.float32, copy=True)
-    for a in arrays[1:]:
-        out += a
-    out /= len(arrays)
-    return out
-
-
-def segmentation_from(probabilities: np.ndarray, postprocessing: Any | None = None) -> np.ndarray:
-    """Label map (uint8, or uint16 for > 255 classes) of probabilities (K, ...), post-processed if asked.
-
-    Args:
-        probabilities: (K, *spatial).
-        postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
-    """
-    dtype = np.uint8 if probabilities.shape[0] <= 255 else np.uint16
-    seg = probabilities.argmax(0).astype(dtype)
-    if postprocessing is not None:
-        from autoseg.evaluation.postprocess import apply_postprocessing
-
-        seg = apply_postprocessing(seg, postprocessing)
-    return seg

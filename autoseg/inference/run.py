@@ -23,33 +23,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.inference.inputs import InputCase
-from autoseg.inference.predictor import (
-    ConfigurationPredictor,
-    average_probabilities,
-    segmentation_from,
-)
-from autoseg.io.images import Geometry, write_image
-from autoseg.utils.files import atomic_path, write_artifact
+from autoseg.inference.cases import InputCase
+from autoseg.inference.predictor import ConfigurationPredictor
+from autoseg.inference.writer import export_prediction
+from autoseg.io.images import Geometry
+from autoseg.utils.files import write_artifact
 
-__all__ = ["predict_cases", "save_probabilities"]
+__all__ = ["predict_cases"]
 
 log = logging.getLogger(__name__)
 PREDICT_SCHEMA_VERSION = 1
 Writer = Callable[[InputCase, np.ndarray, Geometry, Path], list[Path]]
-
-
-def save_probabilities(path: Path, probabilities: np.ndarray) -> Path:
-    """Write (K, *spatial) probabilities as float16 in a compressed .npz, atomically."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, probabilities=probabilities.astype(np.float16))
-    return path
-
-
-def load_probabilities(path: Path) -> np.ndarray:
-    """Probabilities (K, *spatial) float32 from :func:`save_probabilities`'s file."""
-    with np.load(path, allow_pickle=False) as npz:
-        return npz["probabilities"].astype(np.float32)
 
 
 def _prepare(case: InputCase, predictors: Sequence[ConfigurationPredictor]) -> tuple[list, Geometry]:
@@ -66,14 +50,9 @@ def _finish(
     keep_probabilities: bool,
     writers: Sequence[Writer],
 ) -> list[Path]:
-    from autoseg.preprocessing.preprocess import revert_preprocessing
-
-    native = [revert_preprocessing(probs, props) for probs, props in probs_per_config]
-    probabilities = native[0] if len(native) == 1 else average_probabilities(native)
-    seg = segmentation_from(probabilities, postprocessing)
-    written = [write_image(seg, geometry, output / f"{case.name}{case.output_ending}")]
-    if keep_probabilities:
-        written.append(save_probabilities(output / f"{case.name}.npz", probabilities))
+    seg, written = export_prediction(
+        case.name, case.output_ending, probs_per_config, geometry, output, postprocessing, keep_probabilities
+    )
     for writer in writers:
         written.extend(writer(case, seg, geometry, output))
     return written
@@ -146,8 +125,8 @@ def predict_cases(
         _drain(exports, results, keep=0)
     summary = {
         **(record or {}),
-        "configurations": [p.trained.name for p in predictors],
-        "folds": {p.trained.name: len(p.networks) for p in predictors},
+        "configurations": [p.configuration for p in predictors],
+        "folds": {p.configuration: len(p.networks) for p in predictors},
         "options": asdict(predictors[0].options) if predictors else {},
         "postprocessing": postprocessing.to_dict() if postprocessing is not None else None,
         "cases": results,

@@ -18,19 +18,19 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from autoseg.io.endings import SUPPORTED_ENDINGS, file_ending
+from autoseg.io.integrity import truncation
 from autoseg.utils.files import atomic_path
 
-#: File endings SimpleITK reads and writes losslessly, as accepted in dataset.json.
-SUPPORTED_ENDINGS: tuple[str, ...] = (
-    ".nii.gz",
-    ".nii",
-    ".nrrd",
-    ".nhdr",
-    ".mha",
-    ".mhd",
-    ".gipl",
-    ".gipl.gz",
-)
+__all__ = [
+    "SUPPORTED_ENDINGS",
+    "Geometry",
+    "ImageReadError",
+    "file_ending",
+    "read_geometry",
+    "read_image",
+    "write_image",
+]
 
 
 class ImageReadError(OSError):
@@ -121,8 +121,6 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
         >>> arr.shape == geom.shape  # doctest: +SKIP
         True
     """
-    from autoseg.io.integrity import truncation  # integrity needs file_ending from here
-
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -153,15 +151,6 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike[s
     with atomic_path(path, suffix=ending) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=ending.endswith(".gz") or ending in (".nrrd", ".mha"))
     return path
-
-
-def file_ending(path: str | os.PathLike[str]) -> str:
-    """The image ending of ``path`` (``.nii.gz`` counts as one ending)."""
-    name = Path(path).name.lower()
-    for ending in sorted(SUPPORTED_ENDINGS, key=len, reverse=True):
-        if name.endswith(ending):
-            return ending
-    return Path(path).suffix
 
 
 def _short(err: Exception) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoseg.io.images import file_ending
+from autoseg.io.endings import file_ending
 
 CHECKED_ENDINGS = (".nii", ".nii.gz", ".gipl", ".gipl.gz")
 GIPL_HEADER_BYTES = 256

@@ -37,6 +37,8 @@ import torch
 from monai.networks.nets import DynUNet
 from torch import nn
 
+from autoseg.contracts.plans import Architecture
+
 __all__ = [
     "NETWORKS",
     "SegmentationUNet",
@@ -162,12 +164,16 @@ def _resenc(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: boo
 
 
 def build_network(
-    architecture: Mapping[str, Any], in_channels: int, num_classes: int, deep_supervision: bool = True
+    architecture: Architecture | Mapping[str, Any],
+    in_channels: int,
+    num_classes: int,
+    deep_supervision: bool = True,
 ) -> nn.Module:
     """Build the segmentation network a plan describes.
 
     Args:
-        architecture: ``plans["configurations"][name]["architecture"]``: ``network`` (a key of
+        architecture: a configuration's :class:`~autoseg.contracts.Architecture` (or its dict form,
+            as in a checkpoint): ``network`` (a key of
             :data:`NETWORKS`), ``n_stages``, ``features_per_stage``, ``kernel_sizes``, ``strides``,
             optional ``norm`` (instance | batch), ``nonlinearity`` (leakyrelu | relu) and
             ``deep_supervision``.
@@ -192,6 +198,8 @@ def build_network(
         >>> net(torch.zeros(1, 1, 16, 16)).shape
         torch.Size([1, 2, 16, 16])
     """
+    if isinstance(architecture, Architecture):
+        architecture = architecture.to_dict()
     builder = _lookup(NETWORKS, str(architecture.get("network", "plain")), "network")
     ds = bool(deep_supervision and architecture.get("deep_supervision", True))
     return builder(architecture, int(in_channels), int(num_classes), ds)

@@ -30,7 +30,7 @@ class Explanation:
 
 
 @dataclass(frozen=True)
-class ConfigurationPlan:
+class PlannedConfiguration:
     """The network-facing part of one configuration."""
 
     spacing: tuple[float, ...]
@@ -75,7 +75,7 @@ def plan_configuration(
     explain: Explanation,
     patch_size: Vector | None = None,
     tag: str = "",
-) -> ConfigurationPlan:
+) -> PlannedConfiguration:
     """Choose patch, topology and batch size for one configuration.
 
     Args:
@@ -129,7 +129,7 @@ def plan_configuration(
         f"{estimate / 1e6:.1f}M x {ref_batch}), a batch may cover {cfg.max_dataset_covered:g} of the "
         f"dataset's voxels -> at most {cap}, minimum {cfg.min_batch_size}"
     )
-    return ConfigurationPlan(
+    return PlannedConfiguration(
         spacing=tuple(float(s) for s in spacing),
         median_shape=tuple(int(round(m)) for m in median_shape),
         topology=topo,
@@ -141,13 +141,13 @@ def plan_configuration(
 
 
 def plan_lowres(
-    full: ConfigurationPlan,
+    full: PlannedConfiguration,
     median_shape: Vector,
     num_cases: int,
     num_classes: int,
     cfg: PlannerConfig,
     explain: Explanation,
-) -> ConfigurationPlan | None:
+) -> PlannedConfiguration | None:
     """A coarser 3D configuration when the full-resolution patch sees too little of the image.
 
     The spacing grows by ``lowres_spacing_factor`` per step (only the finer axes while some

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.planning.planner import ConfigurationPlan, Explanation, plan_configuration, plan_lowres
+from autoseg.contracts.plans import DEFAULT_RESAMPLING, PLANS_SCHEMA_VERSION
+from autoseg.planning.planner import Explanation, PlannedConfiguration, plan_configuration, plan_lowres
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.spacing import median_shape_at, target_spacing, transpose_axes
-from autoseg.preprocessing.plan import DEFAULT_RESAMPLING  # resampling orders as nnU-Net's
 
-PLANS_SCHEMA_VERSION = 1
+__all__ = ["PLANS_SCHEMA_VERSION", "build_plans", "normalization_for", "parse_plan_overrides"]
+
 NORMALIZATION_BY_NAME = {
     "ct": "ct",
     "nonorm": "nonorm",
@@ -50,7 +51,7 @@ def normalization_for(
 
 def _configuration_dict(
     name: str,
-    plan: ConfigurationPlan,
+    plan: PlannedConfiguration,
     cfg: PlannerConfig,
     schemes: list[str],
     use_mask: list[bool],
@@ -167,7 +168,7 @@ def build_plans(
     is_2d_data = median[0] <= 1
 
     configs: dict[str, dict[str, Any]] = {}
-    full: ConfigurationPlan | None = None
+    full: PlannedConfiguration | None = None
     if not is_2d_data and ("3d_fullres" in cfg.configurations or "3d_lowres" in cfg.configurations):
         over = fixed.get("3d_fullres", {})
         full = plan_configuration(

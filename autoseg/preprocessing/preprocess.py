@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.plans import Plans
 from autoseg.io.dataset import Case, RawDataset
 from autoseg.io.images import Geometry
 from autoseg.io.problems import error
@@ -29,14 +30,7 @@ from autoseg.io.validation import load_and_check_case, raise_for_problems
 from autoseg.preprocessing.crop import bbox_slices, crop_with_mask, nonzero_bbox, paste_into
 from autoseg.preprocessing.locations import sample_class_locations
 from autoseg.preprocessing.normalize import get_normalizer, normalize
-from autoseg.preprocessing.plan import (
-    case_spacing,
-    configuration_plan,
-    plan_hash,
-    resampling_of,
-    target_spacing_for,
-    transpose_of,
-)
+from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_for, transpose_of
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.storage import is_case_complete, save_case
 from autoseg.utils.parallel import parallel_map
@@ -45,14 +39,14 @@ log = logging.getLogger(__name__)
 
 
 def preprocess_case(
-    loaded: Any, plans: Mapping[str, Any], configuration: str
+    loaded: Any, plans: Plans, configuration: str
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Preprocess one loaded case for a plan configuration.
 
     Args:
         loaded: a :class:`autoseg.io.validation.LoadedCase` (name, images (C, Z, Y, X)
             float32, label (Z, Y, X) int or None, geometry).
-        plans: the parsed plans.json.
+        plans: the plans (:class:`autoseg.contracts.Plans`).
         configuration: e.g. ``"3d_fullres"``.
 
     Returns:
@@ -60,7 +54,7 @@ def preprocess_case(
         order, seg (Z', Y', X') with -1 outside the non-zero mask (None without a label),
         and JSON-able properties (geometry, crop bbox, shapes and spacings).
     """
-    conf = configuration_plan(plans, configuration)
+    conf = plans.configuration(configuration)
     forward, backward = transpose_of(plans, loaded.images.ndim - 1)
     spacing = [case_spacing(loaded.geometry)[a] for a in forward]
     images = loaded.images.transpose([0, *(a + 1 for a in forward)])
@@ -71,14 +65,14 @@ def preprocess_case(
     cropped_shape = list(images.shape[1:])
     data = normalize(
         images,
-        conf["normalization_schemes"],
-        conf.get("use_mask_for_norm", [False] * images.shape[0]),
+        list(conf.normalization_schemes),
+        list(conf.use_mask_for_norm),
         mask,
-        plans.get("foreground_intensity_properties_per_channel"),
+        plans.foreground_intensities,
     )
     target = target_spacing_for(conf, spacing)
     new_shape = compute_new_shape(cropped_shape, spacing, target)
-    res = resampling_of(conf)
+    res = dict(conf.resampling)
     threshold = float(res["separate_z_anisotropy_threshold"])
     data_order, data_order_z = int(res["data_order"]), int(res["data_order_z"])
     data = resample_data_to_shape(data, new_shape, spacing, target, data_order, data_order_z, threshold)
@@ -160,7 +154,7 @@ def revert_preprocessing(
 def _preprocess_one(
     case: Case,
     dataset: RawDataset,
-    plans: Mapping[str, Any],
+    plans: Plans,
     configuration: str,
     folder: Path,
     digest: str,
@@ -190,7 +184,7 @@ def _preprocess_one(
 
 def preprocess_dataset(
     dataset: RawDataset,
-    plans: Mapping[str, Any],
+    plans: Plans,
     configuration: str,
     out_root: str | Path,
     num_workers: int | None = None,
@@ -203,7 +197,7 @@ def preprocess_dataset(
 
     Args:
         dataset: the raw dataset.
-        plans: the parsed plans.json.
+        plans: the plans (:class:`autoseg.contracts.Plans`).
         configuration: e.g. ``"3d_fullres"``.
         out_root: the plans' preprocessed folder; cases go to ``out_root/<data_identifier>``.
         num_workers: worker processes (None: all cores; 0 or 1: in this process).
@@ -216,25 +210,19 @@ def preprocess_dataset(
         DatasetValidationError: a case could not be read or checked (after all other cases
             were processed); it lists every problem.
     """
-    conf = configuration_plan(plans, configuration)
-    for scheme in conf["normalization_schemes"]:
+    conf = plans.configuration(configuration)
+    for scheme in conf.normalization_schemes:
         get_normalizer(scheme)  # fail before starting workers
     transpose_of(plans)
-    folder = Path(out_root) / str(conf.get("data_identifier", configuration))
+    folder = Path(out_root) / conf.data_identifier
     labels = [v for v in dataset.foreground_labels if v > 0]
     digest = plan_hash(plans, configuration, labels, seed)
     todo = [c for c in dataset.cases if not is_case_complete(folder, c.name, digest)]
     log.info(
         "preprocess %s: %d of %d cases to do in %s", configuration, len(todo), len(dataset.cases), folder
     )
-    slim = {
-        "transpose_forward": plans["transpose_forward"],
-        "transpose_backward": plans.get("transpose_backward"),
-        "foreground_intensity_properties_per_channel": plans.get(
-            "foreground_intensity_properties_per_channel"
-        ),
-        "configurations": {configuration: conf},
-    }
+    # the workers need this configuration only, not the fingerprint of every case
+    slim = replace(plans, configurations={configuration: conf}, fingerprint=None, raw={})
     work = partial(
         _preprocess_one,
         dataset=replace(dataset, cases=(), description={}),

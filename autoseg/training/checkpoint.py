@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, ``weights_only=True`` loads, and every RNG state for exact resume.
+"""Checkpoints for exact resume: every RNG state (files: :mod:`autoseg.io.checkpoints`, re-exported here).
 
 A checkpoint holds only tensors and primitives (no pickled classes), so it loads with
 ``torch.load(..., weights_only=True)``.
@@ -11,15 +11,14 @@ has its own generator, :mod:`autoseg.data.loader`), which is why this is enough 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from autoseg.utils.files import atomic_path
+from autoseg.io.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
-CHECKPOINT_FORMAT = 1
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "restore_rng_states", "rng_states", "save_checkpoint"]
 
 
 def rng_states() -> dict[str, Any]:
@@ -60,25 +59,3 @@ def _to_lists(obj: Any) -> Any:
 
 def _to_tuples(obj: Any) -> Any:
     return tuple(_to_tuples(o) for o in obj) if isinstance(obj, list) else obj
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (plus the format version) atomically: a crash leaves the old file intact."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    return path
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``.
-
-    Raises:
-        FileNotFoundError: naming the file and how to get one.
-        ValueError: the file is of another format version.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint; train first (or drop --resume to start anew)")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
-    return state

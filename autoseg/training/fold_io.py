@@ -13,21 +13,18 @@ from __future__ import annotations
 import json
 import platform
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from autoseg import __version__
 from autoseg.nets.factory import build_network
-from autoseg.preprocessing.plan import configuration_plan
 from autoseg.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from autoseg.training.config import TrainerConfig
 from autoseg.training.distributed import DistributedContext, bare_module, from_main, unwrap_ddp
 from autoseg.training.loop import TrainingParts, TrainState
+from autoseg.training.spec import FoldSpec
 from autoseg.utils.files import write_json
-
-if TYPE_CHECKING:
-    from autoseg.training.setup import FoldSpec
 
 
 def versions(device: torch.device) -> dict[str, str]:
@@ -56,7 +53,7 @@ def checkpoint_state(
     """What a checkpoint holds: the plain module's weights (no DDP/compile prefixes, so checkpoints
     of single- and multi-process runs are interchangeable), the optimiser, the state, rank 0's RNG
     states and the number of ranks."""
-    conf = configuration_plan(spec.plans, spec.configuration)
+    conf = spec.conf
     return {
         "network": bare_module(parts.network).state_dict(),
         "optimizer": parts.optimizer.state_dict(),
@@ -64,14 +61,14 @@ def checkpoint_state(
         "state": state.to_dict(),
         "rng": rng_states(),
         "trainer": cfg.to_dict(),
-        "plans_name": spec.plans["plans_name"],
+        "plans_name": spec.plans.plans_name,
         "configuration": spec.configuration,
         "fold": str(spec.fold),
-        "architecture": conf["architecture"],
-        "in_channels": len(spec.plans["channel_names"]),
-        "labels": spec.plans["labels"],
-        "patch_size": list(cfg.patch_size or conf["patch_size"]),
-        "mirror_axes": list(range(len(conf["patch_size"]))),
+        "architecture": conf.architecture.to_dict(),
+        "in_channels": spec.plans.num_channels,
+        "labels": spec.plans.labels.to_json(),
+        "patch_size": list(cfg.patch_size or conf.patch_size),
+        "mirror_axes": list(conf.mirror_axes),
         "world_size": parts.distributed.world_size,
     }
 
@@ -99,13 +96,12 @@ def write_run_info(spec: FoldSpec, cfg: TrainerConfig, device: torch.device, con
             "versions": versions(device),
             "fold": str(spec.fold),
             "configuration": spec.configuration,
-            "plans_name": spec.plans["plans_name"],
+            "plans_name": spec.plans.plans_name,
             "train_cases": len(spec.train_cases),
             "val_cases": len(spec.val_cases),
         },
     )
-    plans = {k: v for k, v in spec.plans.items() if k != "fingerprint"}
-    write_json(spec.output.parent / "plans.json", plans)
+    write_json(spec.output.parent / "plans.json", spec.plans.to_dict(with_fingerprint=False))
 
 
 def restore_parts(parts: TrainingParts, checkpoint: dict[str, Any]) -> None:
@@ -169,9 +165,8 @@ def validate_only(
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train the fold first (autoseg train ...)")
     state = load_checkpoint(path, map_location=device)
-    num_classes = len({int(v) for v in state["labels"].values() if not isinstance(v, list)})
-    network = build_network(state["architecture"], int(state["in_channels"]), num_classes).to(device)
-    network.load_state_dict(state["network"])
+    network = build_network(spec.conf.architecture, spec.plans.num_channels, spec.plans.labels.num_outputs)
+    network.to(device).load_state_dict(state["network"])
     return validate_fold(network, spec, cfg, device)
 
 

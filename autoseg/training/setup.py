@@ -19,17 +19,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.data.cases import PreprocessedCases
 from autoseg.data.loader import BatchDataset, make_loader
 from autoseg.data.sampling import PatchSampler
 from autoseg.nets.factory import build_network, deep_supervision_weights
-from autoseg.preprocessing.plan import configuration_plan
 from autoseg.training.config import TrainerConfig
 from autoseg.training.distributed import DistributedContext, barrier, batch_share, describe_split, wrap_ddp
 from autoseg.training.fold_io import (
@@ -46,52 +44,13 @@ from autoseg.training.fold_io import versions as versions  # re-exported
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
 from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
+from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
+from autoseg.training.spec import fold_cases as fold_cases  # re-exported
+from autoseg.utils.device import pick_device as pick_device  # re-exported
 
 log = logging.getLogger("autoseg.train")
 
 SINGLE_PROCESS = DistributedContext()
-
-
-@dataclass(frozen=True)
-class FoldSpec:
-    """Which fold of which configuration: the inputs and the output folder of a run."""
-
-    preprocessed: Path  # <preprocessed>/<Dataset>
-    plans: dict[str, Any]
-    configuration: str
-    fold: int | str  # 0..k-1, or "all"
-    train_cases: tuple[str, ...]
-    val_cases: tuple[str, ...]
-    output: Path  # .../<Dataset>/<plans>/<config>/fold_<k>
-    raw_root: Path | None = None  # the raw dataset: validation is scored against its labels when set
-
-    @property
-    def data_folder(self) -> Path:
-        conf = configuration_plan(self.plans, self.configuration)
-        return self.preprocessed / self.plans["plans_name"] / conf["data_identifier"]
-
-
-def fold_cases(
-    splits: list[dict[str, list[str]]], fold: int | str, all_cases: list[str]
-) -> tuple[list, list]:
-    """Training and validation cases of ``fold``; ``"all"`` trains and validates on every case."""
-    if fold == "all":
-        return sorted(all_cases), sorted(all_cases)
-    k = int(fold)
-    if not 0 <= k < len(splits):
-        raise ValueError(
-            f"fold {fold} does not exist: splits.json has folds 0..{len(splits) - 1} (or use 'all')"
-        )
-    return list(splits[k]["train"]), list(splits[k]["val"])
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
-    return torch.device(name)
 
 
 def _num_workers(cfg: TrainerConfig, processes_per_node: int = 1) -> int:
@@ -123,13 +82,13 @@ def build_parts(
     With several ranks, the loaders build this rank's share of every global batch and the network
     is wrapped in DistributedDataParallel.
     """
-    conf = configuration_plan(spec.plans, spec.configuration)
-    patch = list(cfg.patch_size or conf["patch_size"])
-    batch_size = cfg.batch_size or conf["batch_size"]
+    conf = spec.conf
+    patch = list(cfg.patch_size or conf.patch_size)
+    batch_size = cfg.batch_size or conf.batch_size
     share = batch_share(batch_size, distributed.rank, distributed.world_size) if distributed.enabled else None
     from autoseg.data.augment import Augmenter
 
-    in_channels = len(spec.plans["channel_names"])
+    in_channels = spec.plans.num_channels
     augmenter = Augmenter(patch, num_channels=in_channels)  # nnU-Net's augmentation set for this patch
     train_sampler = PatchSampler(
         PreprocessedCases(spec.data_folder, spec.train_cases),
@@ -158,17 +117,18 @@ def build_parts(
         max(0, workers // 2),
         pin,
     )
-    labels = sorted({int(v) for v in spec.plans["labels"].values() if not isinstance(v, list)})
+    label_manager = spec.plans.labels
+    _check_trainable(label_manager, spec)
     torch.manual_seed(cfg.seed)  # the same initial weights for the same seed (on every rank)
-    network = build_network(conf["architecture"], in_channels, len(labels)).to(device)
+    network = build_network(conf.architecture, in_channels, label_manager.num_outputs).to(device)
     if cfg.compile:
         network = torch.compile(network)  # type: ignore[assignment]
     network = wrap_ddp(network, distributed, device)
     optimizer = torch.optim.SGD(
         network.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
     )
-    base = DiceCELoss(batch_dice=bool(conf.get("batch_dice", False)))
-    heads = conf["architecture"]["n_stages"] - 1
+    base = DiceCELoss(batch_dice=conf.batch_dice)
+    heads = conf.architecture.n_stages - 1
     dtype, needs_scaler = _mixed_precision(cfg, device)
     return TrainingParts(
         network=network,
@@ -177,12 +137,26 @@ def build_parts(
         val_loss=base,
         train_batches=iter(train_loader),
         val_batches=iter(val_loader),
-        labels=[v for v in labels if v != 0],
+        labels=[v for v in label_manager.class_values if v != 0],
         device=device,
         scaler=torch.amp.GradScaler("cuda") if needs_scaler else None,
         autocast_dtype=dtype,
         distributed=distributed,
     )
+
+
+def _check_trainable(labels: LabelManager, spec: FoldSpec) -> None:
+    """Region-based training and the ignore label need their own loss; refuse them clearly until then."""
+    if labels.has_regions:
+        raise ValueError(
+            f"{spec.plans.dataset_name}: the labels define regions ({', '.join(labels.regions)}); "
+            "region-based training (sigmoid outputs) is not supported by this trainer yet"
+        )
+    if labels.ignore_label is not None:
+        raise ValueError(
+            f"{spec.plans.dataset_name}: the label 'ignore' ({labels.ignore_label}) needs a loss that "
+            "masks it, which this trainer does not have yet; remove the ignore label to train"
+        )
 
 
 def early_stop(cfg: TrainerConfig, say: Callable[[str], None]) -> Callback:
@@ -225,8 +199,7 @@ def _start_lines(
         f"{len(spec.val_cases)} validation cases, device {device}{ranks}"
     ]
     if distributed.enabled:
-        conf = configuration_plan(spec.plans, spec.configuration)
-        lines.append(describe_split(cfg.batch_size or conf["batch_size"], distributed.world_size))
+        lines.append(describe_split(cfg.batch_size or spec.conf.batch_size, distributed.world_size))
     return lines
 
 
@@ -267,8 +240,8 @@ def train_fold(
         restore_parts(parts, checkpoint)
     run_log = None
     if main:
-        labels = {int(v): k for k, v in spec.plans["labels"].items() if not isinstance(v, list)}
-        run_log = RunLog(spec.output, [labels[v] for v in parts.labels])
+        names = spec.plans.labels.names
+        run_log = RunLog(spec.output, [names[v] for v in parts.labels])
         write_run_info(spec, cfg, device, config or {})
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):

@@ -14,61 +14,30 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from autoseg.evaluation.metrics import dice_per_label
-from autoseg.inference.run import save_probabilities
-from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
-from autoseg.io.images import Geometry, write_image
-from autoseg.preprocessing.plan import configuration_plan
-from autoseg.preprocessing.preprocess import revert_preprocessing
+from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
+from autoseg.inference.writer import export_prediction
+from autoseg.io.images import Geometry
 from autoseg.preprocessing.storage import load_case
 from autoseg.training.config import TrainerConfig
+from autoseg.training.spec import FoldSpec
 from autoseg.utils.files import write_artifact
-
-if TYPE_CHECKING:
-    from autoseg.training.setup import FoldSpec
 
 SUMMARY_SCHEMA_VERSION = 2
 
 
-def predict_case(
-    network: torch.nn.Module,
-    image: np.ndarray,
-    patch_size: list[int],
-    num_classes: int,
-    cfg: TrainerConfig,
-    device: torch.device,
-) -> np.ndarray:
-    """Logits (K, Z, Y, X) for a preprocessed case (C, Z, Y, X); 2D patches run slice by slice."""
-    tensor = torch.from_numpy(np.array(image, dtype=np.float32))  # a writable copy of the memmap
-    mirror = tuple(range(len(patch_size))) if cfg.tta_mirroring else None
-    kwargs: dict[str, Any] = {
-        "step_size": cfg.step_size,
-        "mirror_axes": mirror,
-        "device": device,
-        "amp": cfg.amp and device.type == "cuda",
-    }
-    if len(patch_size) == 2:
-        return predict_volume_2d(network, tensor, patch_size, num_classes, **kwargs).numpy()
-    return predict_sliding_window(network, tensor, patch_size, num_classes, **kwargs).numpy()
-
-
-def _export(
-    logits: np.ndarray, properties: dict[str, Any], out: Path, name: str, ending: str, keep_probs: bool
-) -> np.ndarray:
-    """Write the native-geometry mask (and probabilities); returns the mask."""
-    probs = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
-    native = revert_preprocessing(probs, properties)
-    seg = native.argmax(0).astype(np.uint8 if native.shape[0] <= 255 else np.uint16)
-    write_image(seg, Geometry.from_json(properties["geometry"]), out / f"{name}{ending}")
-    if keep_probs:
-        save_probabilities(out / f"{name}.npz", native)
-    return seg
+def _predictor(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> Any:
+    """The predictor of ``autoseg predict`` around the network that just trained (same TTA, same tiles)."""
+    options = PredictOptions(tta=cfg.tta_mirroring, step_size=cfg.step_size, amp=cfg.amp)
+    return ConfigurationPredictor.from_networks(
+        spec.plans, spec.configuration, [network], device, options, cfg.patch_size or None
+    )
 
 
 def _draw(raw_root: Path, name: str, ending: str, seg: np.ndarray, names: dict[int, str], out: Path) -> None:
@@ -82,36 +51,38 @@ def _draw(raw_root: Path, name: str, ending: str, seg: np.ndarray, names: dict[i
     overlay_png(image, seg.reshape(image.shape), geometry.spacing, out / f"{name}.png", label_names=labels)
 
 
-def _raw_references(raw_root: Path) -> tuple[Path, str, dict[str, Any]]:
-    """(labels folder, file ending, labels) of the raw dataset."""
+def _raw_references(raw_root: Path) -> tuple[Path, str]:
+    """(labels folder, file ending) of the raw dataset."""
     from autoseg.io.dataset import load_raw_dataset
 
-    dataset = load_raw_dataset(raw_root)
-    return raw_root / "labelsTr", dataset.file_ending, dict(dataset.labels)
+    return raw_root / "labelsTr", load_raw_dataset(raw_root).file_ending
 
 
 def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> dict:
     """Predict and export every validation case, score it, write ``validation/summary.json``."""
-    conf = configuration_plan(spec.plans, spec.configuration)
-    patch = list(cfg.patch_size or conf["patch_size"])
-    names = {int(v): k for k, v in spec.plans["labels"].items() if not isinstance(v, list)}
-    labels = sorted(v for v in names if v != 0)
+    names = spec.plans.labels.names
+    labels = list(spec.plans.labels.foreground_values)
     out = spec.output / "validation"
     out.mkdir(parents=True, exist_ok=True)
     native = spec.raw_root is not None
     ending = _raw_references(spec.raw_root)[1] if spec.raw_root is not None else ".nii.gz"
     network.eval()
+    predictor = _predictor(network, spec, cfg, device)
     per_case = []
     with torch.no_grad():
         for name in tqdm(spec.val_cases, desc="final validation", file=sys.stderr):
             image, seg, properties, _ = load_case(spec.data_folder, name)
-            logits = predict_case(network, image, patch, len(names), cfg, device)
-            seg_native = _export(logits, properties, out, name, ending, cfg.save_probabilities)
+            logits = predictor.logits(np.array(image, dtype=np.float32))  # a writable copy of the memmap
+            probs = torch.softmax(logits, dim=0).numpy()
+            geometry = Geometry.from_json(properties["geometry"])
+            seg_native, _ = export_prediction(
+                name, ending, [(probs, properties)], geometry, out, None, cfg.save_probabilities
+            )
             if cfg.validation_png and spec.raw_root is not None:
                 _draw(spec.raw_root, name, ending, seg_native, names, out)
             if not native:
                 reference = np.where(seg[0] < 0, 0, seg[0])
-                dice = dice_per_label(logits.argmax(0), reference, labels)
+                dice = dice_per_label(logits.argmax(0).numpy(), reference, labels)
                 per_case.append({"case": name, "dice": {names[k]: _none_if_nan(d) for k, d in dice.items()}})
     summary = _native_summary(spec, out, ending) if native else _preprocessed_summary(per_case, names, labels)
     summary = {"configuration": spec.configuration, "fold": str(spec.fold), **summary}
@@ -120,14 +91,16 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
 
 
 def _native_summary(spec: FoldSpec, out: Path, ending: str) -> dict[str, Any]:
-    from autoseg.evaluation.evaluate import classes_from_labels, evaluate_folders
+    from autoseg.evaluation.evaluate import evaluate_folders
 
     assert spec.raw_root is not None
-    ref_folder, _, raw_labels = _raw_references(spec.raw_root)
+    ref_folder, _ = _raw_references(spec.raw_root)
+    labels = spec.plans.labels
     evaluation = evaluate_folders(
         out,
         ref_folder,
-        classes_from_labels(raw_labels),
+        labels.evaluation_classes,
+        ignore_label=labels.ignore_label,
         file_ending=ending,
         cases=list(spec.val_cases),
         output=out / "evaluation.json",

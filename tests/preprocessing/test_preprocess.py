@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autoseg.contracts import Plans
 from autoseg.io.dataset import load_raw_dataset
 from autoseg.io.images import Geometry, read_geometry, read_image, write_image
 from autoseg.io.problems import DatasetValidationError
@@ -67,6 +68,13 @@ def make_plans(
                     "seg_order_z": 0,
                     "probabilities_order": 1,
                     "separate_z_anisotropy_threshold": 3.0,
+                },
+                "architecture": {
+                    "network": "plain",
+                    "n_stages": 3,
+                    "features_per_stage": [8, 16, 32],
+                    "kernel_sizes": [[3, 3, 3]] * 3,
+                    "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
                 },
             }
         },
@@ -137,7 +145,7 @@ def test_round_trip_to_native_geometry(aniso_dataset: Path, tmp_path: Path) -> N
     loaded, problems = load_and_check_case(dataset.cases[0], dataset)
     assert loaded is not None, problems
     plans = make_plans([2.0, 1.1, 1.2], [2, 0, 1])
-    data, seg, props = preprocess_case(loaded, plans, "3d_fullres")
+    data, seg, props = preprocess_case(loaded, Plans.from_dict(plans), "3d_fullres")
     assert seg is not None
     # transposed spacing (3.0, 0.8, 0.9), cropped, resampled to (2.0, 1.1, 1.2)
     assert props["spacing"] == pytest.approx([3.0, 0.8, 0.9]) and props["target_spacing"] == [2.0, 1.1, 1.2]
@@ -178,7 +186,7 @@ def test_identity_transpose_and_ct_normalization(tmp_path: Path) -> None:
     geom = Geometry(shape=image.shape, spacing=(3.0, 0.8, 0.9), origin=ORIGIN, direction=DIRECTION)
     loaded = LoadedCase("c", image[None], label, geom)
     plans = make_plans([2.0, 1.0, 1.0], [0, 1, 2], schemes=("ct",))
-    data, seg, props = preprocess_case(loaded, plans, "3d_fullres")
+    data, seg, props = preprocess_case(loaded, Plans.from_dict(plans), "3d_fullres")
     assert data.min() >= (20.0 - 100.0) / 20.0 - 1e-5 and data.max() <= (250.0 - 100.0) / 20.0 + 1e-5
     assert seg is not None
     native = revert_preprocessing(seg, props)
@@ -191,7 +199,9 @@ def test_two_d_configuration_keeps_axis_zero_spacing(tmp_path: Path) -> None:
     image, label = make_case((8, 30, 28), (3.0, 0.8, 0.9), seed=4)
     geom = Geometry(shape=image.shape, spacing=(3.0, 0.8, 0.9), origin=ORIGIN, direction=DIRECTION)
     plans = make_plans([1.0, 1.0], [0, 1, 2], configuration="2d")
-    data, seg, props = preprocess_case(LoadedCase("c", image[None], label, geom), plans, "2d")
+    data, seg, props = preprocess_case(
+        LoadedCase("c", image[None], label, geom), Plans.from_dict(plans), "2d"
+    )
     assert props["target_spacing"] == [3.0, 1.0, 1.0]
     assert data.shape[1] == props["shape_after_cropping_and_before_resampling"][0]
     assert seg is not None and revert_preprocessing(seg, props).shape == label.shape
@@ -202,7 +212,9 @@ def test_two_d_images(tmp_path: Path) -> None:
     geom = Geometry(shape=(30, 28), spacing=(0.8, 0.9), origin=(1.0, 2.0), direction=(1.0, 0.0, 0.0, 1.0))
     image[0, 10:20, 10:20] = 50.0  # make sure something is non-zero
     plans = make_plans([1.0, 1.0], [0, 1], configuration="2d")
-    data, seg, props = preprocess_case(LoadedCase("c", image[None], label, geom), plans, "2d")
+    data, seg, props = preprocess_case(
+        LoadedCase("c", image[None], label, geom), Plans.from_dict(plans), "2d"
+    )
     assert data.shape[1] == 1 and seg is not None
     assert revert_preprocessing(seg, props).shape == (30, 28)
 
@@ -224,11 +236,11 @@ def test_sample_class_locations() -> None:
 
 def test_plan_hash_ignores_training_keys() -> None:
     plans = make_plans([2.0, 1.0, 1.0], [0, 1, 2])
-    base = plan_hash(plans, "3d_fullres", [1, 2], 1234)
+    base = plan_hash(Plans.from_dict(plans), "3d_fullres", [1, 2], 1234)
     plans["configurations"]["3d_fullres"]["batch_size"] = 7
-    assert plan_hash(plans, "3d_fullres", [1, 2], 1234) == base
+    assert plan_hash(Plans.from_dict(plans), "3d_fullres", [1, 2], 1234) == base
     plans["configurations"]["3d_fullres"]["spacing"] = [2.0, 1.0, 0.9]
-    assert plan_hash(plans, "3d_fullres", [1, 2], 1234) != base
+    assert plan_hash(Plans.from_dict(plans), "3d_fullres", [1, 2], 1234) != base
 
 
 def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
@@ -239,9 +251,9 @@ def test_preprocess_dataset_is_resumable(aniso_dataset: Path, tmp_path: Path) ->
     dataset = load_raw_dataset(aniso_dataset)
     plans = make_plans([2.0, 1.1, 1.2], [2, 0, 1])
     out_root = tmp_path / "preprocessed"
-    folder = preprocess_dataset(dataset, plans, "3d_fullres", out_root, num_workers=2)
+    folder = preprocess_dataset(dataset, Plans.from_dict(plans), "3d_fullres", out_root, num_workers=2)
     assert folder == out_root / "autoseg_3d_fullres"
-    digest = plan_hash(plans, "3d_fullres", [1, 2], 1234)
+    digest = plan_hash(Plans.from_dict(plans), "3d_fullres", [1, 2], 1234)
     names = [c.name for c in dataset.cases]
     assert all(is_case_complete(folder, n, digest) for n in names)
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
@@ -250,11 +262,11 @@ def test_preprocess_dataset_is_resumable(aniso_dataset: Path, tmp_path: Path) ->
     assert (np.asarray(seg[0])[tuple(locs[2].T)] == 2).all()
 
     first = _stamps(folder)
-    preprocess_dataset(dataset, plans, "3d_fullres", out_root, num_workers=1)
+    preprocess_dataset(dataset, Plans.from_dict(plans), "3d_fullres", out_root, num_workers=1)
     assert _stamps(folder) == first  # nothing rewritten
 
     case_files(folder, names[1])["properties"].unlink()  # a half-written case
-    preprocess_dataset(dataset, plans, "3d_fullres", out_root, num_workers=1)
+    preprocess_dataset(dataset, Plans.from_dict(plans), "3d_fullres", out_root, num_workers=1)
     second = _stamps(folder)
     changed = {name for name in first if second.get(name) != first[name]}
     assert changed == {p.name for p in case_files(folder, names[1]).values()}
@@ -266,8 +278,8 @@ def test_preprocess_dataset_reports_a_broken_case(aniso_dataset: Path, tmp_path:
     dataset = load_raw_dataset(aniso_dataset)
     plans = make_plans([2.0, 1.1, 1.2], [2, 0, 1])
     with pytest.raises(DatasetValidationError, match="case_002"):
-        preprocess_dataset(dataset, plans, "3d_fullres", tmp_path / "pp", num_workers=1)
+        preprocess_dataset(dataset, Plans.from_dict(plans), "3d_fullres", tmp_path / "pp", num_workers=1)
     folder = tmp_path / "pp" / "autoseg_3d_fullres"
-    digest = plan_hash(plans, "3d_fullres", [1, 2], 1234)
+    digest = plan_hash(Plans.from_dict(plans), "3d_fullres", [1, 2], 1234)
     assert is_case_complete(folder, "case_000", digest) and not is_case_complete(folder, "case_002", digest)
     assert os.path.exists(folder)

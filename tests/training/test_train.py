@@ -34,7 +34,7 @@ def easy_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def fold_spec(easy_task: tuple[Path, dict], output: Path) -> FoldSpec:
     pre, plans = easy_task
-    names = [c["name"] for c in plans["fingerprint"]["cases"]]
+    names = list(plans.case_names)
     train, val = fold_cases(make_splits(names, 5), 0, names)
     return FoldSpec(pre, plans, "3d_fullres", 0, tuple(train), tuple(val), output)
 

@@ -1,0 +1,41 @@
+"""Checkpoint files: atomic writes and ``weights_only=True`` loads, with a format version.
+
+A checkpoint holds only tensors and primitives (no pickled classes), so it loads with
+``torch.load(..., weights_only=True)``. Training writes them (:mod:`autoseg.training.checkpoint`
+adds the RNG states); prediction reads them (:mod:`autoseg.inference.model`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoseg.utils.files import atomic_path
+
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (plus the format version) atomically: a crash leaves the old file intact."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    return path
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: naming the file and how to get one.
+        ValueError: the file is of another format version.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint; train first (or drop --resume to start anew)")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    return state
