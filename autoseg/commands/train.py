@@ -88,7 +88,9 @@ def trainer_config(cfg: Any) -> Any:
 
     from autoseg.training.config import TrainerConfig
 
-    return TrainerConfig.from_mapping(dict(OmegaConf.to_container(cfg.trainer, resolve=True)))  # type: ignore[arg-type]
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    return TrainerConfig.from_mapping(trainer, augment)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------

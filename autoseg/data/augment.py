@@ -20,13 +20,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from autoseg.data import intensity
+from autoseg.data.plugins import ExtraTransforms
 from autoseg.data.sampling import enlarged_crop_size
 from autoseg.data.spatial import center_crop_flip, required_size, resample, sampling_matrix
 
@@ -75,6 +77,8 @@ class AugmentConfig:
         p_lowres, lowres_scale, p_lowres_per_channel: low-resolution simulation.
         p_gamma_inverted, p_gamma, gamma: gamma on the inverted / plain image per channel.
         p_mirror: probability of mirroring each axis in ``mirror_axes`` (None: all axes).
+        extra: TorchIO transforms run after these on the output patch, each a mapping with
+            ``_target_`` and its arguments (:mod:`autoseg.data.plugins`).
 
     Factors for brightness, contrast and gamma are drawn like nnU-Net's ``BGContrast``:
     half of the time from ``(lo, 1)``, else from ``(1, hi)``.
@@ -103,6 +107,7 @@ class AugmentConfig:
     gamma: Range = (0.7, 1.5)
     p_mirror: float = 0.5
     mirror_axes: tuple[int, ...] | None = None
+    extra: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -114,6 +119,9 @@ class AugmentConfig:
                 problems.append(f"{f.name}={value} (a (low, high) pair with low <= high)")
         if self.scaling[0] <= 0 or self.crop_scale_min <= 0:
             problems.append(f"scaling={self.scaling}, crop_scale_min={self.crop_scale_min} (must be > 0)")
+        bad = [e for e in self.extra if not isinstance(e, Mapping) or "_target_" not in e]
+        if bad:
+            problems.append(f"extra={bad} (each a mapping with '_target_', e.g. torchio.RandomBiasField)")
         if self.lowres_scale[0] <= 0 or self.blur_sigma[0] <= 0:
             problems.append(f"lowres_scale={self.lowres_scale}, blur_sigma={self.blur_sigma} (must be > 0)")
         if problems:
@@ -172,6 +180,7 @@ class AugmentParams:
         brightness, contrast: per-channel factors.
         lowres: per channel, the low-resolution scale or None.
         gamma_inverted, gamma: per-channel exponents.
+        extra_seed: seeds the extra TorchIO transforms of this sample (0 when there are none).
     """
 
     angles: tuple[float, ...] = ()
@@ -185,6 +194,7 @@ class AugmentParams:
     lowres: tuple[float | None, ...] = ()
     gamma_inverted: tuple[float, ...] = ()
     gamma: tuple[float, ...] = ()
+    extra_seed: int = 0
 
     @property
     def spatial(self) -> bool:
@@ -249,6 +259,7 @@ class Augmenter:
             problems.append(f"mirror_axes={mirror} must be among {tuple(range(self.ndim))}")
         if problems:
             raise ValueError("Augmenter: " + "; ".join(problems))
+        self.extra = ExtraTransforms(self.config.extra) if self.config.extra else None
         self.crop_size = enlarged_crop_size(
             self.patch_size,
             rotation if self.config.p_rotation > 0 else (0.0,) * expected,
@@ -310,6 +321,7 @@ class Augmenter:
         )
         gamma = tuple(_bg_factor(rng, *cfg.gamma) for _ in channels) if rng.random() < cfg.p_gamma else ()
         mirror = tuple(a for a in cfg.mirror_axes or () if rng.random() < cfg.p_mirror)
+        extra_seed = int(rng.integers(1, 2**63 - 1)) if self.extra is not None else 0
         return AugmentParams(
             angles=angles,
             scale=scale,
@@ -322,6 +334,7 @@ class Augmenter:
             lowres=lowres if any(s is not None for s in lowres) else (),
             gamma_inverted=gamma_inverted,
             gamma=gamma,
+            extra_seed=extra_seed,
         )
 
     # ---------------------------------------------------------------------- geometry
@@ -372,6 +385,8 @@ class Augmenter:
         image, seg = self._check(image[None], seg[None], [params])
         out_image, out_seg = self._spatial(image, seg, [params])
         self._intensity_(out_image[0], params)
+        if self.extra is not None:
+            return self.extra(out_image[0], out_seg[0], params.extra_seed)
         return out_image[0], out_seg[0]
 
     def apply_batch(
@@ -391,6 +406,11 @@ class Augmenter:
         Returns:
             ``(images, segs)``: (B, C, *patch) float32 and (B, 1, *patch) int64.
         """
+        if self.extra is not None:
+            raise ValueError(
+                f"the extra TorchIO transforms {self.extra} run in the data workers (apply), not on the "
+                "device batch; drop augment.extra or augment in the workers"
+            )
         images, segs = self._check(images, segs, params)
         out_images, out_segs = self._spatial(images, segs, params)
         for b, p in enumerate(params):

@@ -1,12 +1,67 @@
-"""Trainer settings: a frozen dataclass filled from conf/trainer/<name>.yaml and overrides."""
+"""Trainer settings: frozen dataclasses filled from conf/trainer/<name>.yaml, conf/augment/<name>.yaml
+and ``key=value`` overrides (``trainer.loss.weight_ce=0.5``, ``augment.p_rotation=0.3``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autoseg.data.augment import AugmentConfig
 from autoseg.utils.dataclasses import from_mapping
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Dice + cross-entropy with deep supervision (nnU-Net's ``DC_and_CE_loss``).
+
+    Attributes:
+        weight_ce, weight_dice: weights of the two terms (nnU-Net: 1 and 1).
+        smooth: the soft Dice's smoothing term (nnU-Net: 1e-5).
+        deep_supervision: train every decoder resolution (weights 1/2**i, the lowest 0); False
+            trains the full-resolution output alone.
+    """
+
+    weight_ce: float = 1.0
+    weight_dice: float = 1.0
+    smooth: float = 1e-5
+    deep_supervision: bool = True
+
+    def __post_init__(self) -> None:
+        if self.weight_ce < 0 or self.weight_dice < 0 or self.weight_ce + self.weight_dice == 0:
+            raise ValueError(
+                f"trainer.loss: weight_ce={self.weight_ce}, weight_dice={self.weight_dice} must be >= 0 "
+                "and not both 0"
+            )
+        if self.smooth < 0:
+            raise ValueError(f"trainer.loss.smooth={self.smooth} must be >= 0")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Which optimiser (``lr``, ``momentum`` and ``weight_decay`` are the trainer's own keys).
+
+    Attributes:
+        name: ``sgd`` (nnU-Net's, with Nesterov momentum), ``adam`` or ``adamw``.
+        nesterov: Nesterov momentum for SGD.
+        betas: Adam's betas (``momentum`` is then not used).
+    """
+
+    name: str = "sgd"
+    nesterov: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            import difflib
+
+            near = difflib.get_close_matches(self.name, OPTIMIZERS, 1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"trainer.optimizer.name={self.name!r} is unknown{hint}; one of {OPTIMIZERS}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"trainer.optimizer.betas={self.betas} must be two values in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -33,6 +88,9 @@ class TrainerConfig:
         save_probabilities: write the validation probabilities (needed to ensemble configurations).
         validation_png: draw each validation case's prediction over its image (a QC picture).
         patch_size, batch_size: override the plan's values (None keeps the plan's).
+        augment: the augmentation's probabilities and ranges, and extra TorchIO transforms
+            (conf/augment/*.yaml, the ``augment`` group: ``augment=mr-artefacts``).
+        loss: :class:`LossConfig`; optimizer: :class:`OptimizerConfig`.
     """
 
     name: str = "default"
@@ -59,6 +117,9 @@ class TrainerConfig:
     step_size: float = 0.5
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,9 +138,41 @@ class TrainerConfig:
             raise ValueError("trainer config: " + "; ".join(problems))
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> TrainerConfig:
-        """Build from a (hydra) mapping; an unknown key names the nearest valid one."""
-        return from_mapping(cls, data, "trainer config")
+    def from_mapping(cls, data: Mapping[str, Any], augment: Mapping[str, Any] | None = None) -> TrainerConfig:
+        """Build from (hydra) mappings: the trainer's, and the ``augment`` group's (or ``data["augment"]``).
+
+        An unknown key names the nearest valid one; invalid values are listed with the fix.
+        """
+        flat = dict(data)
+        parts: dict[str, Any] = {}
+        augment = augment if augment is not None else flat.pop("augment", None)
+        flat.pop("augment", None)
+        if augment is not None:
+            parts["augment"] = from_mapping(AugmentConfig, _augment_fields(augment), "augment")
+        if "loss" in flat:
+            parts["loss"] = from_mapping(LossConfig, flat.pop("loss") or {}, "trainer.loss")
+        if "optimizer" in flat:
+            parts["optimizer"] = from_mapping(
+                OptimizerConfig, flat.pop("optimizer") or {}, "trainer.optimizer"
+            )
+        return from_mapping(cls, {**flat, **parts}, "trainer config")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain values (lists for tuples), as run.json and the checkpoints record them."""
+        return _plain(asdict(self))
+
+
+def _augment_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    out.pop("name", None)  # the preset's name, recorded in the resolved config
+    if "extra" in out:
+        out["extra"] = tuple(dict(e) if isinstance(e, Mapping) else e for e in out["extra"] or ())
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj

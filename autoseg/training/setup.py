@@ -44,6 +44,7 @@ from autoseg.training.fold_io import versions as versions  # re-exported
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
 from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
+from autoseg.training.optim import build_optimizer
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
 from autoseg.utils.device import pick_device as pick_device  # re-exported
@@ -89,7 +90,7 @@ def build_parts(
     from autoseg.data.augment import Augmenter
 
     in_channels = spec.plans.num_channels
-    augmenter = Augmenter(patch, num_channels=in_channels)  # nnU-Net's augmentation set for this patch
+    augmenter = Augmenter(patch, cfg.augment, num_channels=in_channels)  # conf/augment: nnU-Net's set
     train_sampler = PatchSampler(
         PreprocessedCases(spec.data_folder, spec.train_cases),
         patch,
@@ -124,16 +125,20 @@ def build_parts(
     if cfg.compile:
         network = torch.compile(network)  # type: ignore[assignment]
     network = wrap_ddp(network, distributed, device)
-    optimizer = torch.optim.SGD(
-        network.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+    optimizer = build_optimizer(network.parameters(), cfg)
+    base = DiceCELoss(
+        batch_dice=conf.batch_dice,
+        smooth=cfg.loss.smooth,
+        weight_ce=cfg.loss.weight_ce,
+        weight_dice=cfg.loss.weight_dice,
     )
-    base = DiceCELoss(batch_dice=conf.batch_dice)
     heads = conf.architecture.n_stages - 1
+    weights = deep_supervision_weights(heads) if cfg.loss.deep_supervision else [1.0] + [0.0] * (heads - 1)
     dtype, needs_scaler = _mixed_precision(cfg, device)
     return TrainingParts(
         network=network,
         optimizer=optimizer,
-        loss=DeepSupervisionLoss(base, deep_supervision_weights(heads)),
+        loss=DeepSupervisionLoss(base, weights),
         val_loss=base,
         train_batches=iter(train_loader),
         val_batches=iter(val_loader),
