@@ -18,9 +18,10 @@ from autoseg.contracts.plans import PLANS_SCHEMA_VERSION, Plans
 from autoseg.fingerprint import compute_fingerprint, read_fingerprint, write_fingerprint
 from autoseg.io.dataset import RawDataset, load_raw_dataset
 from autoseg.planning.planner import Explanation
-from autoseg.planning.plans import build_plans
+from autoseg.planning.plans import build_plans, histogram_channels
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import load_or_create_splits
+from autoseg.preprocessing.steps import PreprocessingChoice
 from autoseg.utils.files import write_artifact
 
 log = logging.getLogger(__name__)
@@ -88,16 +89,39 @@ def run_plan(
     num_folds: int = 5,
     split_seed: int = 12345,
     user_splits: Path | None = None,
+    preprocessing: PreprocessingChoice | None = None,
+    dataset_root: Path | None = None,
 ) -> tuple[Plans, Explanation]:
-    """Plan from fingerprint.json; write plans.json and splits.json; the plans as written."""
+    """Plan from fingerprint.json; write plans.json and splits.json; the plans as written.
+
+    ``histogram`` normalisation fits its landmarks on the images of ``dataset_root`` here.
+    """
     fingerprint = read_fingerprint(folders.fingerprint)
-    plans, explain = build_plans(fingerprint, planner, plan_overrides)
+    plans, explain = build_plans(fingerprint, planner, plan_overrides, preprocessing)
+    _fit_landmarks(plans, dataset_root, explain)
     plans["run"] = {"config": run_config or {}, "versions": versions()}
     path = write_artifact(folders.plans(planner.name), "plans", PLANS_SCHEMA_VERSION, plans)
     typed = read_plans(folders, planner.name)  # what every later stage will read
     load_or_create_splits(folders.splits, list(typed.case_names), num_folds, split_seed, user_splits)
     log.debug("plans written to %s", path)
     return typed, explain
+
+
+def _fit_landmarks(plans: dict[str, Any], dataset_root: Path | None, explain: Explanation) -> None:
+    """Add ``histogram_landmarks`` for the channels any configuration normalises with ``histogram``."""
+    from autoseg.preprocessing.steps import fit_histogram_landmarks
+
+    channels = histogram_channels(plans)
+    if not channels:
+        return
+    if dataset_root is None:
+        raise ValueError("histogram normalization needs the raw dataset to fit its landmarks on")
+    dataset = load_raw_dataset(dataset_root)
+    files = {c: [case.channel_files[c] for case in dataset.cases] for c in channels}
+    plans["histogram_landmarks"] = fit_histogram_landmarks(files)
+    explain.add(
+        f"histogram landmarks of channel(s) {channels} fitted on {len(dataset.cases)} training images"
+    )
 
 
 def read_plans(folders: DatasetFolders, plans_name: str) -> Plans:

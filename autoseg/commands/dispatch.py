@@ -50,6 +50,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     if extra and not hasattr(args, "overrides"):
         parser.error(f"{args.command} takes no key=value overrides: {' '.join(extra)}")
     args.overrides = [*(getattr(args, "overrides", None) or []), *extra]
+    configs = getattr(args, "configurations", None)
+    if isinstance(configs, list) and hasattr(args, "overrides"):  # `-c 3d_fullres key=value`: nargs took both
+        args.overrides += [c for c in configs if "=" in c]
+        args.configurations = [c for c in configs if "=" not in c] or None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )

@@ -100,8 +100,29 @@ def _numbers(values: Any) -> list[float | int]:
     return [int(v) if float(v).is_integer() else v for v in values]
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def _planning_record(cfg: Any, choice: Any) -> dict[str, Any]:
+    """The resolved config recorded in plans.json.
+
+    The training-only parts (the ``augment`` group, ``trainer.loss``, ``trainer.optimizer``) are left
+    out: each fold's run.json records them. ``preprocessing`` is there when it is not the default, so
+    plans made with nnU-Net's preprocessing stay byte for byte what they were.
+    """
     from autoseg.config import to_plain
+    from autoseg.preprocessing.steps import PreprocessingChoice
+
+    record = to_plain(cfg)
+    record.pop("augment", None)
+    for key in ("loss", "optimizer"):
+        record.get("trainer", {}).pop(key, None)
+    if choice == PreprocessingChoice():
+        record.pop("preprocessing", None)
+    return record
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from autoseg.preprocessing.steps import PreprocessingChoice
     from autoseg.stages import run_fingerprint, run_plan, run_preprocess
 
     cfg = compose_config(args, [f"planner={args.preset}"])
@@ -113,14 +134,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         run_fingerprint(root, folders, args.num_workers)
     planner = _planner(cfg, args)
     user_splits = root / "splits.json"
+    choice = PreprocessingChoice.from_mapping(OmegaConf.to_container(cfg.preprocessing, resolve=True))  # type: ignore[arg-type]
     plans, explain = run_plan(
         folders,
         planner,
         args.plan_overrides,
-        to_plain(cfg),
+        _planning_record(cfg, choice),
         int(cfg.num_folds),
         int(cfg.seed),
         user_splits if user_splits.is_file() else None,
+        choice,
+        root,
     )
     if args.explain:
         print("why:\n  " + "\n  ".join(explain.lines))

@@ -233,6 +233,7 @@ class Plans:
         configurations: every configuration by name, inheritance resolved.
         planned: the configurations with a plan of their own (not the cascade entry).
         foreground_intensities: ``channel -> {mean, std, percentile_00_5, ...}`` of the labelled voxels.
+        histogram_landmarks: ``channel -> landmarks`` of the ``histogram`` normalisation (empty unless used).
         raw: the file's content, for writing it beside a model (read nothing from it).
     """
 
@@ -250,6 +251,7 @@ class Plans:
     overrides: tuple[str, ...] = ()
     planner: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: Mapping[str, Any] | None = None
+    histogram_landmarks: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -299,6 +301,9 @@ class Plans:
             overrides=r.get("overrides", list, (), lambda v: tuple(str(x) for x in v)),
             planner=r.get("planner", dict, {}),
             fingerprint=r.get("fingerprint", dict, None),
+            histogram_landmarks=r.get(
+                "histogram_landmarks", dict, {}, lambda v: {str(k): _floats(x) for k, x in v.items()}
+            ),
             raw=dict(data),
         )
         problems += plans._consistency()
@@ -323,6 +328,12 @@ class Plans:
                 )
             if len(conf.use_mask_for_norm or ()) != n:
                 problems.append(f"{conf.name}: use_mask_for_norm needs {n} value(s)")
+            for c, scheme in enumerate(conf.normalization_schemes or ()):
+                if scheme == "histogram" and str(c) not in self.histogram_landmarks:
+                    problems.append(
+                        f"{conf.name}: channel {c} uses 'histogram' normalization but histogram_landmarks "
+                        "has none for it; plan again with preprocessing.normalization=histogram"
+                    )
         return problems
 
     # -- questions -------------------------------------------------------------------------------
@@ -336,6 +347,22 @@ class Plans:
         """The training cases the plans were made from (from the fingerprint)."""
         cases = (self.fingerprint or {}).get("cases") or []
         return tuple(str(c["name"]) for c in cases)
+
+    def intensity_properties(self) -> dict[str, dict[str, Any]]:
+        """Per channel what normalisation needs: the foreground statistics (``ct``) and the
+        histogram landmarks (``histogram``)."""
+        channels = set(self.foreground_intensities) | set(self.histogram_landmarks)
+        return {
+            c: {
+                **dict(self.foreground_intensities.get(c, {})),
+                **(
+                    {"histogram_landmarks": list(self.histogram_landmarks[c])}
+                    if c in self.histogram_landmarks
+                    else {}
+                ),
+            }
+            for c in channels
+        }
 
     def configuration(self, name: str) -> ConfigurationPlan:
         """The configuration ``name``; KeyError listing the planned ones otherwise."""

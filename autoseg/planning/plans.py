@@ -16,8 +16,15 @@ from autoseg.contracts.plans import DEFAULT_RESAMPLING, PLANS_SCHEMA_VERSION
 from autoseg.planning.planner import Explanation, PlannedConfiguration, plan_configuration, plan_lowres
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.spacing import median_shape_at, target_spacing, transpose_axes
+from autoseg.preprocessing.steps import PreprocessingChoice
 
-__all__ = ["PLANS_SCHEMA_VERSION", "build_plans", "normalization_for", "parse_plan_overrides"]
+__all__ = [
+    "PLANS_SCHEMA_VERSION",
+    "build_plans",
+    "histogram_channels",
+    "normalization_for",
+    "parse_plan_overrides",
+]
 
 NORMALIZATION_BY_NAME = {
     "ct": "ct",
@@ -122,6 +129,7 @@ def build_plans(
     fingerprint: Mapping[str, Any],
     cfg: PlannerConfig,
     overrides: Sequence[str] = (),
+    preprocessing: PreprocessingChoice | None = None,
 ) -> tuple[dict[str, Any], Explanation]:
     """Plan every configuration of ``cfg.configurations`` from a fingerprint.
 
@@ -129,6 +137,8 @@ def build_plans(
         fingerprint: fingerprint.json as parsed.
         cfg: the planner preset.
         overrides: ``CONFIG.FIELD=VALUE`` strings (see :func:`parse_plan_overrides`); recorded in the plans.
+        preprocessing: optional steps and a normalisation for every channel (default: nnU-Net's);
+            ``histogram`` landmarks are fitted afterwards on the images (:func:`autoseg.stages.run_plan`).
 
     Returns:
         The plans (a JSON-able dict, schema :data:`PLANS_SCHEMA_VERSION`) and the explanation.
@@ -148,6 +158,12 @@ def build_plans(
     num_classes = len({v for v in labels.values() if not isinstance(v, list)} | {0}) if labels else 2
     channel_names = {int(k): v for k, v in fingerprint["channel_names"].items()}
     schemes, use_mask = normalization_for(channel_names, fingerprint["median_relative_size_after_cropping"])
+    choice = preprocessing or PreprocessingChoice()
+    if choice.normalization != "auto":
+        schemes = [choice.normalization] * len(schemes)
+        small = fingerprint["median_relative_size_after_cropping"] < 0.75
+        use_mask = [s in ("zscore", "histogram") and small for s in schemes]
+        explain.add(f"normalization {choice.normalization!r} for every channel (preprocessing.normalization)")
     explain.add(
         f"normalization per channel: {dict(zip(channel_names.values(), schemes, strict=True))}, "
         f"non-zero mask {use_mask} (median size after cropping "
@@ -221,6 +237,11 @@ def build_plans(
         )
         configs["2d"] = _configuration_dict("2d", plan2d, cfg, schemes, use_mask, True)
     _apply_simple_overrides(configs, fixed, explain)
+    if choice.denoise_spec() is not None:
+        for conf in configs.values():
+            if "patch_size" in conf:
+                conf["preprocessing"] = {"denoise": choice.denoise_spec()}
+        explain.add(f"denoising {choice.denoise_spec()} before normalization (preprocessing.denoise)")
 
     plans = {
         "dataset_name": fingerprint["dataset_name"],
@@ -240,6 +261,18 @@ def build_plans(
         "fingerprint": dict(fingerprint),
     }
     return plans, explain
+
+
+def histogram_channels(plans: Mapping[str, Any]) -> list[int]:
+    """The channels some configuration of freshly built plans normalises with ``histogram``."""
+    return sorted(
+        {
+            c
+            for conf in plans["configurations"].values()
+            for c, scheme in enumerate(conf.get("normalization_schemes", []))
+            if scheme == "histogram"
+        }
+    )
 
 
 def _apply_simple_overrides(

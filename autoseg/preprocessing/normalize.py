@@ -6,7 +6,9 @@
   non-zero mask and voxels outside it are set to 0;
 - ``nonorm``: none (cast to float32);
 - ``rescale_to_0_1``: per image min-max to [0, 1];
-- ``rgb_to_0_1``: divide by 255.
+- ``rgb_to_0_1``: divide by 255;
+- ``histogram``: histogram standardisation to landmarks fitted on the dataset (stored in the plans,
+  :mod:`autoseg.preprocessing.steps`), then a z-score like ``zscore``.
 
 Normalization runs after cropping and before resampling, as in nnU-Net, so the non-zero mask
 still matches the image voxel for voxel.
@@ -71,12 +73,25 @@ def _rgb_to_0_1(image: np.ndarray, mask: np.ndarray | None, props: Mapping[str, 
     return image.astype(np.float32, copy=True) / np.float32(255.0)
 
 
+def _histogram(image: np.ndarray, mask: np.ndarray | None, props: Mapping[str, Any] | None) -> np.ndarray:
+    from autoseg.preprocessing.steps import histogram_standardize
+
+    landmarks = (props or {}).get("histogram_landmarks")
+    if not landmarks:
+        raise ValueError(
+            "the 'histogram' scheme needs the plans' histogram_landmarks; plan again with "
+            "preprocessing.normalization=histogram"
+        )
+    return _zscore(histogram_standardize(image, landmarks), mask, props)
+
+
 NORMALIZERS: dict[str, Normalizer] = {
     "ct": _ct,
     "zscore": _zscore,
     "nonorm": _nonorm,
     "rescale_to_0_1": _rescale_to_0_1,
     "rgb_to_0_1": _rgb_to_0_1,
+    "histogram": _histogram,
 }
 
 
@@ -88,8 +103,12 @@ def get_normalizer(name: str) -> Normalizer:
     """
     fn = NORMALIZERS.get(str(name).lower())
     if fn is None:
+        import difflib
+
+        near = difflib.get_close_matches(str(name).lower(), list(NORMALIZERS), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ValueError(
-            f"unknown normalization scheme {name!r}; valid schemes: {', '.join(sorted(NORMALIZERS))}"
+            f"unknown normalization scheme {name!r}{hint}; valid schemes: {', '.join(sorted(NORMALIZERS))}"
         )
     return fn
 

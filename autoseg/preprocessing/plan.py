@@ -87,7 +87,9 @@ def plan_hash(plans: Plans, configuration: str, labels: Sequence[int], seed: int
         "labels": sorted(int(v) for v in labels),
         "seed": int(seed),
     }
-    if conf.preprocessing:  # extra steps (denoising, histogram standardisation) change the cases
+    if conf.preprocessing:  # an extra step (denoising) changes the cases
         relevant["preprocessing"] = dict(conf.preprocessing)
+    if "histogram" in schemes:
+        relevant["histogram_landmarks"] = {c: list(v) for c, v in plans.histogram_landmarks.items()}
     text = json.dumps(relevant, sort_keys=True, default=float)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -32,6 +32,7 @@ from autoseg.preprocessing.locations import sample_class_locations
 from autoseg.preprocessing.normalize import get_normalizer, normalize
 from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_for, transpose_of
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
+from autoseg.preprocessing.steps import denoise
 from autoseg.preprocessing.storage import is_case_complete, save_case
 from autoseg.utils.parallel import parallel_map
 
@@ -63,12 +64,13 @@ def preprocess_case(
     bbox, mask = nonzero_bbox(images)
     images, label, mask = crop_with_mask(images, label, bbox, mask)
     cropped_shape = list(images.shape[1:])
+    images = denoise(images, conf.preprocessing.get("denoise"))  # the plan's optional step
     data = normalize(
         images,
         list(conf.normalization_schemes),
         list(conf.use_mask_for_norm),
         mask,
-        plans.foreground_intensities,
+        plans.intensity_properties(),
     )
     target = target_spacing_for(conf, spacing)
     new_shape = compute_new_shape(cropped_shape, spacing, target)
