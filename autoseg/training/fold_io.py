@@ -109,7 +109,12 @@ def write_run_info(spec: FoldSpec, cfg: TrainerConfig, device: torch.device, con
 
 
 def restore_parts(parts: TrainingParts, checkpoint: dict[str, Any]) -> None:
-    """Load weights, optimiser, grad scaler and (rank 0's) global RNG states from a checkpoint."""
+    """Load weights, optimiser, grad scaler and (rank 0's) global RNG states from a checkpoint.
+
+    The checkpoint may be on any device (best: the CPU, :func:`load_checkpoint`'s default): the
+    weights are copied into the network where it lives, the optimiser moves its state to the
+    parameters' device, and the RNG states are restored from CPU copies.
+    """
     bare_module(parts.network).load_state_dict(checkpoint["network"])
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
     if parts.scaler is not None and checkpoint["scaler"] is not None:
@@ -135,10 +140,12 @@ def resume_note(checkpoint: dict[str, Any], distributed: DistributedContext) -> 
 
 
 def _resume_checkpoint(spec: FoldSpec, device: torch.device, distributed: DistributedContext) -> dict:
-    """checkpoint_latest.pt, read by rank 0 and sent to the other ranks (which need no access to it)."""
+    """checkpoint_latest.pt on the CPU, read by rank 0 and sent to the other ranks (which need no
+    access to it). :func:`restore_parts` moves it to ``device``; loading it straight onto a GPU
+    would put the RNG states there, where ``torch.set_rng_state`` refuses them."""
     path = spec.output / "checkpoint_latest.pt"
     if not distributed.enabled:
-        return load_checkpoint(path, map_location=device)
+        return load_checkpoint(path, map_location="cpu")
     return from_main(load_checkpoint(path) if distributed.is_main else {}, distributed)
 
 
@@ -168,7 +175,7 @@ def validate_only(
     path = spec.output / f"checkpoint_{checkpoint}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train the fold first (autoseg train ...)")
-    state = load_checkpoint(path, map_location=device)
+    state = load_checkpoint(path, map_location="cpu")  # load_state_dict copies to the network's device
     num_classes = len({int(v) for v in state["labels"].values() if not isinstance(v, list)})
     network = build_network(state["architecture"], int(state["in_channels"]), num_classes).to(device)
     network.load_state_dict(state["network"])
