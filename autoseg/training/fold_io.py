@@ -89,8 +89,19 @@ class Checkpointer:
             save_checkpoint(self.spec.output / "checkpoint_best.pt", payload)
 
 
-def write_run_info(spec: FoldSpec, cfg: TrainerConfig, device: torch.device, config: dict[str, Any]) -> None:
-    """The resolved config, versions and device beside the checkpoints; plans and dataset.json above them."""
+def write_run_info(
+    spec: FoldSpec,
+    cfg: TrainerConfig,
+    device: torch.device,
+    config: dict[str, Any],
+    runtime: dict[str, Any] | None = None,
+) -> None:
+    """The resolved config, versions and device beside the checkpoints; plans and dataset.json above them.
+
+    ``runtime``: how the run actually trains, e.g. ``precision`` (autocast dtype, grad scaler,
+    compile) and ``augment_on`` (where augmentation runs and why; updated by
+    :func:`record_augment_on` when ``auto`` decides after the first epoch).
+    """
     write_json(
         spec.output / "run.json",
         {
@@ -102,10 +113,19 @@ def write_run_info(spec: FoldSpec, cfg: TrainerConfig, device: torch.device, con
             "plans_name": spec.plans["plans_name"],
             "train_cases": len(spec.train_cases),
             "val_cases": len(spec.val_cases),
+            **(runtime or {}),
         },
     )
     plans = {k: v for k, v in spec.plans.items() if k != "fingerprint"}
     write_json(spec.output.parent / "plans.json", plans)
+
+
+def record_augment_on(spec: FoldSpec, decision: dict[str, Any]) -> None:
+    """Put the ``augment_on=auto`` decision (with its measurements) into run.json (atomically)."""
+    path = spec.output / "run.json"
+    info = json.loads(path.read_text())
+    info["augment_on"] = decision
+    write_json(path, info)
 
 
 def restore_parts(parts: TrainingParts, checkpoint: dict[str, Any]) -> None:

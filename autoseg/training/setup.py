@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,13 @@ from autoseg.data.sampling import PatchSampler
 from autoseg.nets.factory import build_network, deep_supervision_weights
 from autoseg.preprocessing.plan import configuration_plan
 from autoseg.training.config import TrainerConfig
+from autoseg.training.device_batches import augment_on_device
 from autoseg.training.distributed import DistributedContext, barrier, batch_share, describe_split, wrap_ddp
 from autoseg.training.fold_io import (
     Checkpointer,
     _finish,
     _resume_checkpoint,
+    record_augment_on,
     restore_parts,
     resume_note,
     write_run_info,
@@ -46,6 +48,7 @@ from autoseg.training.fold_io import versions as versions  # re-exported
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
 from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
+from autoseg.training.placement import AugmentPlacement
 
 log = logging.getLogger("autoseg.train")
 
@@ -103,12 +106,18 @@ def _num_workers(cfg: TrainerConfig, processes_per_node: int = 1) -> int:
 
 
 def _mixed_precision(cfg: TrainerConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype, needs a grad scaler): bf16 where supported, fp16 + scaler otherwise; off on CPU."""
-    if not cfg.amp or device.type != "cuda":
+    """(autocast dtype, needs a grad scaler) on any device.
+
+    ``amp_dtype=auto``: bf16 on the CPU and on GPUs that support it, fp16 + grad scaler on older
+    GPUs; ``float16`` always comes with a scaler (``torch.amp.GradScaler`` works on the CPU too).
+    """
+    if not cfg.amp:
         return None, False
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, False
-    return torch.float16, True
+    if cfg.amp_dtype == "float16":
+        return torch.float16, True
+    if cfg.amp_dtype == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16, True
+    return torch.bfloat16, False
 
 
 def build_parts(
@@ -142,15 +151,15 @@ def build_parts(
         PreprocessedCases(spec.data_folder, spec.val_cases), patch, batch_size, cfg.oversample_foreground
     )
     workers = _num_workers(cfg, distributed.local_world_size)
-    pin = device.type == "cuda"
+    pin = device.type == "cuda"  # pinned host batches: asynchronous copies to the GPU
     per_epoch, val_per_epoch = cfg.iterations_per_epoch, cfg.val_iterations
-    train_loader = make_loader(
-        BatchDataset(train_sampler, augmenter, cfg.seed, stream=0, samples=share),
-        start_epoch * per_epoch,
-        cfg.epochs * per_epoch,
-        workers,
-        pin,
-    )
+
+    def make_train_batches(on_device: bool, start: int) -> Iterator[dict[str, Any]]:
+        dataset = BatchDataset(
+            train_sampler, augmenter, cfg.seed, stream=0, augment_on_device=on_device, samples=share
+        )
+        return iter(make_loader(dataset, start, cfg.epochs * per_epoch, workers, pin))
+
     val_loader = make_loader(
         BatchDataset(val_sampler, None, cfg.seed, stream=1, samples=share),
         start_epoch * val_per_epoch,
@@ -175,13 +184,16 @@ def build_parts(
         optimizer=optimizer,
         loss=DeepSupervisionLoss(base, deep_supervision_weights(heads)),
         val_loss=base,
-        train_batches=iter(train_loader),
+        train_batches=make_train_batches(False, start_epoch * per_epoch),
         val_batches=iter(val_loader),
         labels=[v for v in labels if v != 0],
         device=device,
-        scaler=torch.amp.GradScaler("cuda") if needs_scaler else None,
+        scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
         autocast_dtype=dtype,
         distributed=distributed,
+        max_nonfinite_steps=cfg.max_nonfinite_steps,
+        make_train_batches=make_train_batches,
+        device_augmentation=augment_on_device(augmenter),
     )
 
 
@@ -219,15 +231,48 @@ def _start_lines(
 ) -> list[str]:
     """What the log says before the first epoch: the run, and how the batch is split over the ranks."""
     ranks = f" x {distributed.world_size} ranks ({distributed.backend})" if distributed.enabled else ""
+    dtype, scaler = _mixed_precision(cfg, device)
+    mode = (
+        f"autocast {str(dtype).removeprefix('torch.')}{' + grad scaler' if scaler else ''}"
+        if dtype
+        else "fp32"
+    )
     lines = [
         f"{'resuming at' if resume else 'starting'} epoch {epoch} of {cfg.epochs}: "
         f"{spec.configuration} fold {spec.fold}, {len(spec.train_cases)} training / "
-        f"{len(spec.val_cases)} validation cases, device {device}{ranks}"
+        f"{len(spec.val_cases)} validation cases, device {device}{ranks}, {mode}"
+        f"{', torch.compile' if cfg.compile else ''}"
     ]
     if distributed.enabled:
         conf = configuration_plan(spec.plans, spec.configuration)
         lines.append(describe_split(cfg.batch_size or conf["batch_size"], distributed.world_size))
     return lines
+
+
+def precision(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
+    """How the run computes: ``{"precision": {"autocast": "bfloat16" | "float16" | None, ...}}``."""
+    dtype = str(parts.autocast_dtype).removeprefix("torch.") if parts.autocast_dtype is not None else None
+    return {"precision": {"autocast": dtype, "grad_scaler": parts.scaler is not None, "compile": cfg.compile}}
+
+
+def _placement(
+    parts: TrainingParts, cfg: TrainerConfig, state: TrainState, say: Callable[[str], None]
+) -> AugmentPlacement:
+    """Where augmentation runs from ``state.epoch`` on (:mod:`autoseg.training.placement`), set up."""
+    assert parts.make_train_batches is not None and parts.device_augmentation is not None
+    placement = AugmentPlacement(
+        configured=cfg.augment_on,
+        parts=parts,
+        make_batches=parts.make_train_batches,
+        transform=parts.device_augmentation,
+        iterations_per_epoch=cfg.iterations_per_epoch,
+        measure=cfg.augment_on == "auto" and parts.device.type == "cuda",
+        say=say,
+    )
+    assert state.augment_on is not None
+    placement.start(state, state.augment_on)
+    say(f"augmentation on the {state.augment_on['used']} ({state.augment_on['reason']})")
+    return placement
 
 
 def train_fold(
@@ -266,17 +311,23 @@ def train_fold(
     if checkpoint is not None:
         restore_parts(parts, checkpoint)
     run_log = None
+    state.augment_on = AugmentPlacement.initial(cfg.augment_on, device, state.augment_on)
     if main:
         labels = {int(v): k for k, v in spec.plans["labels"].items() if not isinstance(v, list)}
         run_log = RunLog(spec.output, [labels[v] for v in parts.labels])
-        write_run_info(spec, cfg, device, config or {})
+        write_run_info(
+            spec, cfg, device, config or {}, {**precision(parts, cfg), "augment_on": state.augment_on}
+        )
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):
         say(line)
+    placement = _placement(parts, cfg, state, say)
+    if main:
+        placement.on_decision.append(lambda decision: record_augment_on(spec, decision))
     note = resume_note(checkpoint, distributed) if checkpoint is not None else None
     if note:
         (run_log.warning if run_log is not None else log.debug)(note)
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [placement]
     if run_log is not None:
         callbacks += [lambda s, r: run_log.epoch(r, s.history), Checkpointer(parts, spec, cfg)]
     callbacks += [early_stop(cfg, say), *extra_callbacks]

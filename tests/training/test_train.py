@@ -83,13 +83,14 @@ class InterruptError(Exception):
     pass
 
 
-def test_resume_is_exact(easy_task, tmp_path):
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+def test_resume_is_exact(easy_task, tmp_path, amp):
     cfg = TrainerConfig(
         epochs=3,
         iterations_per_epoch=3,
         val_iterations=1,
         num_workers=0,
-        amp=False,
+        amp=amp,
         deterministic=True,
         final_validation=False,
         seed=5,
@@ -122,3 +123,33 @@ def test_resume_without_checkpoint_is_a_clear_error(easy_task, tmp_path):
         train_fold(
             fold_spec(easy_task, tmp_path / "none"), TrainerConfig(epochs=1), torch.device("cpu"), resume=True
         )
+
+
+def test_autoseg_train_with_cpu_amp_learns_like_fp32(easy_task, tmp_path):
+    """``autoseg train ... trainer.amp=true`` on the CPU: bf16 autocast through the same loop, to the
+    Dice threshold of the fp32 test (torch.compile's CPU twin: tests/training/test_step.py, where a
+    tiny network keeps inductor's compile time short)."""
+    from autoseg.cli import main
+
+    pre, _ = easy_task
+    raw = pre.parent.parent / "raw" / pre.name
+    args = ["train", str(raw), "3d_fullres", "0", f"paths.preprocessed={pre.parent}"]
+    args += [f"paths.results={tmp_path}", "--trainer", "quick", "--device", "cpu", "trainer.amp=true"]
+    args += [
+        "trainer.epochs=6",
+        "trainer.iterations_per_epoch=10",
+        "trainer.val_iterations=2",
+        "trainer.seed=1",
+    ]
+    assert main(args) == 0
+    fold = tmp_path / pre.name / "default" / "3d_fullres" / "fold_0"
+    run = json.loads((fold / "run.json").read_text())
+    assert run["precision"] == {"autocast": "bfloat16", "grad_scaler": False, "compile": False}
+    assert run["augment_on"]["used"] == "workers"
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert summary["foreground_mean"] > 0.8, summary["mean"]
+    history = json.loads((fold / "history.json").read_text())
+    assert all(
+        r["step_time"] > 0 and r["skipped_steps"] == 0 and r["peak_gpu_mem_gb"] is None for r in history
+    )
+    assert "autocast bfloat16" in (fold / "training_log.txt").read_text()
