@@ -9,27 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoseg.io.dataset import load_raw_dataset
-from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
-from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic import SyntheticSpec, generate_dataset
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.config import TrainerConfig
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
-
-
-@pytest.fixture(scope="module")
-def easy_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One high-contrast class without distractors, planned and preprocessed for 3d_fullres."""
-    root = tmp_path_factory.mktemp("train")
-    spec = SyntheticSpec(num_cases=10, classes=1, shape=(24, 32, 32), noise=0.05, distractors=False, seed=7)
-    raw = generate_dataset(root / "raw" / "Dataset920_Easy", spec)
-    folders = DatasetFolders.for_dataset(root / "pre", load_raw_dataset(raw))
-    run_fingerprint(raw, folders, num_workers=1)
-    plans, _ = run_plan(folders, PlannerConfig(configurations=("3d_fullres",)))
-    run_preprocess(raw, folders, plans, ["3d_fullres"], num_workers=1)
-    return folders.root, plans
 
 
 def fold_spec(easy_task: tuple[Path, dict], output: Path) -> FoldSpec:
