@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autoseg.io.images import Geometry
+if TYPE_CHECKING:  # not at run time: training on a GPU machine needs no SimpleITK
+    from autoseg.io.images import Geometry
 
 #: Bump when the preprocessing code changes its output, to make old cases stale.
 PREPROCESSING_VERSION = 1

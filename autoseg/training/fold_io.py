@@ -31,23 +31,28 @@ if TYPE_CHECKING:
 
 
 def versions(device: torch.device) -> dict[str, str]:
-    import monai
-    import numpy
-    import torchio
-
+    """The versions a run used (a library that is not installed reads ``not installed``: training
+    itself needs only torch, numpy and MONAI's network, e.g. on a bare GPU machine)."""
     info = {
         "autoseg": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "monai": monai.__version__,
-        "torchio": torchio.__version__,
-        "numpy": numpy.__version__,
+        **{name: _installed(name) for name in ("monai", "torchio", "numpy")},
         "device": str(device),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = str(torch.version.cuda)
     return info
+
+
+def _installed(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def checkpoint_state(

@@ -31,10 +31,19 @@ class RunLog:
         folder.mkdir(parents=True, exist_ok=True)
         self.text = folder / "training_log.txt"
         self._writer: Any = None
+        self._plot = True
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # a bare GPU machine (benchmarks/gpu_acceptance.py): said in the log
+                self.warning("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
+            else:
+                self._writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            self._plot = False
+            self.warning("matplotlib is not installed: no progress.png (pip install matplotlib)")
 
     def line(self, message: str, level: int = logging.INFO) -> None:
         """A timestamped line in training_log.txt (``WARNING:`` marks warnings) and in the console log."""
@@ -79,7 +88,8 @@ class RunLog:
             if peak is not None:
                 w.add_scalar("memory/peak_gpu_gb", peak, e)
             w.flush()
-        plot_progress(self.folder / "progress.png", history, self.label_names)
+        if self._plot:
+            plot_progress(self.folder / "progress.png", history, self.label_names)
 
     def close(self) -> None:
         if self._writer is not None:
