@@ -22,7 +22,9 @@ def _planner(cfg: Any, args: argparse.Namespace) -> Any:
 
     data: dict[str, Any] = dict(OmegaConf.to_container(cfg.planner, resolve=True))  # type: ignore[arg-type]
     if getattr(args, "gpu_memory", None) is not None:
-        data["gpu_memory_gb"] = float(args.gpu_memory)
+        from autoseg.planning.gpu import parse_gpu_memory
+
+        data["gpu_memory_gb"], data["gpu_memory_source"] = parse_gpu_memory(str(args.gpu_memory))
     if getattr(args, "plans_name", None):
         data["name"] = args.plans_name
     return PlannerConfig.from_mapping(data)
@@ -201,7 +203,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset", default="default", help="planner preset: default, resenc-m, resenc-l, resenc-xl"
     )
-    p.add_argument("--gpu-memory", type=float, default=None, help="GPU memory to plan for, GB (default 8)")
+    p.add_argument(
+        "--gpu-memory",
+        default=None,
+        help="GPU memory to plan for, GB, or 'auto': the smallest visible GPU's (default: 8 everywhere)",
+    )
     p.add_argument("--plans-name", default=None, help="name of the plans (default: the preset's name)")
     p.add_argument("--explain", action="store_true", help="print why each decision was made")
     p.add_argument("--no-preprocess", action="store_true", help="stop after planning")

@@ -27,7 +27,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``.
+    """Load a checkpoint with ``weights_only=True``, by default onto the CPU.
+
+    Keep the default when resuming: the RNG states must be CPU tensors, and ``load_state_dict`` of
+    the model and optimiser moves their tensors to wherever the model lives, so a checkpoint written
+    on a GPU resumes on the CPU and the reverse.
 
     Raises:
         FileNotFoundError: naming the file and how to get one.

@@ -23,6 +23,8 @@ class PlannerConfig:
         name: preset name; also the plans name (the folder of plans.json).
         network: ``plain`` (2 convs per stage) or ``resenc`` (residual encoder).
         gpu_memory_gb: the GPU memory to plan for (``--gpu-memory``).
+        gpu_memory_source: where ``gpu_memory_gb`` came from: ``default``, ``--gpu-memory``, or
+            ``auto: <GPU name>, ...`` (:mod:`autoseg.planning.gpu`).
         reference_gpu_gb: the GPU size the reference values stand for.
         reference_value_3d: feature-map elements that fit ``reference_batch_3d`` samples there.
         reference_value_2d: the same for 2D.
@@ -37,6 +39,7 @@ class PlannerConfig:
     name: str = "default"
     network: str = "plain"
     gpu_memory_gb: float = 8.0
+    gpu_memory_source: str = "default"
     reference_gpu_gb: float = 8.0
     reference_value_3d: float = 560e6
     reference_value_2d: float = 85e6

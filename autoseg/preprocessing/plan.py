@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from autoseg.contracts.plans import ConfigurationPlan, Plans
-from autoseg.io.images import Geometry
+
+if TYPE_CHECKING:  # not at run time: training on a GPU machine needs no SimpleITK
+    from autoseg.io.images import Geometry
 
 #: Bump when the preprocessing code changes its output, to make old cases stale.
 PREPROCESSING_VERSION = 1

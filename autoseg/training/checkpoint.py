@@ -42,15 +42,40 @@ def rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
-    """Undo :func:`rng_states`."""
-    torch.set_rng_state(states["torch"])
+    """Undo :func:`rng_states`, whatever device the checkpoint was mapped to.
+
+    ``torch.set_rng_state`` and ``torch.cuda.set_rng_state`` take only CPU ByteTensors, so every
+    state is brought to the CPU first (a checkpoint loaded with ``map_location="cuda"`` holds CUDA
+    tensors). CUDA states are restored for the GPUs both runs have (a checkpoint from a CPU run has
+    none; the CUDA generators then keep their seeds).
+
+    Raises:
+        ValueError: a state has no data (e.g. mapped to the ``meta`` device); load with
+            ``map_location="cpu"`` (:func:`load_checkpoint`'s default).
+    """
+    torch.set_rng_state(_cpu_bytes(states["torch"], "torch"))
     n = states["numpy"]
     np.random.set_state(
-        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+        (n["kind"], _cpu(n["keys"], "numpy").numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
     )
     random.setstate(_to_tuples(states["python"]))
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(_cpu_bytes(state, f"cuda:{index}"), index)
+
+
+def _cpu(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """``tensor`` on the CPU; a tensor without data (meta) is an error naming the state."""
+    if tensor.device.type == "meta":
+        raise ValueError(
+            f"the {name} RNG state is on the meta device (no data): load the checkpoint with "
+            "map_location='cpu' and move the model afterwards"
+        )
+    return tensor.detach().to("cpu")
+
+
+def _cpu_bytes(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    return _cpu(tensor, name).to(torch.uint8).contiguous()
 
 
 def _to_lists(obj: Any) -> Any:

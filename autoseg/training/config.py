@@ -64,6 +64,10 @@ class OptimizerConfig:
             raise ValueError(f"trainer.optimizer.betas={self.betas} must be two values in [0, 1)")
 
 
+AMP_DTYPES = ("auto", "bfloat16", "float16")
+AUGMENT_ON = ("auto", "workers", "device")
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """Every knob of a training run (nnU-Net's defaults; reference/nnunet-v2-facts.md §5).
@@ -76,8 +80,16 @@ class TrainerConfig:
         grad_clip: gradient norm clipping.
         oversample_foreground: share of each batch forced to contain foreground.
         num_workers: data-loading processes; None picks min(cores - 1, 12).
-        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler).
-        compile: torch.compile the network.
+        amp: mixed precision (autocast) on any device.
+        amp_dtype: ``auto`` (bf16 on the CPU and on GPUs that support it, else fp16 with a grad
+            scaler), ``bfloat16``, or ``float16`` (always with a grad scaler, also on the CPU).
+        compile: torch.compile the network (on the CPU too; inductor needs a C compiler there).
+        max_nonfinite_steps: a step whose loss is NaN/inf is skipped (counted and logged); this many
+            in a row stop the run with an error naming the epoch and iteration.
+        augment_on: where training augmentation runs: ``workers`` (the data-loading processes),
+            ``device`` (``Augmenter.apply_batch`` on the training device), or ``auto`` (workers; on
+            CUDA, the device from epoch 1 on when the data wait of epoch 0 exceeded 5 % of the
+            step time).
         seed: seeds the network's initialisation and every batch (batch k from (seed, k)).
         deterministic: deterministic algorithms (CPU runs then repeat exactly).
         early_stop_patience: stop after this many epochs without a better EMA pseudo-Dice.
@@ -105,7 +117,10 @@ class TrainerConfig:
     oversample_foreground: float = 0.33
     num_workers: int | None = None
     amp: bool = True
+    amp_dtype: str = "auto"
     compile: bool = False
+    max_nonfinite_steps: int = 10
+    augment_on: str = "auto"
     seed: int = 12345
     deterministic: bool = False
     early_stop_patience: int | None = None
@@ -132,6 +147,12 @@ class TrainerConfig:
             problems.append(f"oversample_foreground={self.oversample_foreground} must be in [0, 1]")
         if not 0 < self.step_size <= 1:
             problems.append(f"step_size={self.step_size} must be in (0, 1]")
+        if self.amp_dtype not in AMP_DTYPES:
+            problems.append(f"amp_dtype={self.amp_dtype!r} must be one of {', '.join(AMP_DTYPES)}")
+        if self.augment_on not in AUGMENT_ON:
+            problems.append(f"augment_on={self.augment_on!r} must be one of {', '.join(AUGMENT_ON)}")
+        if self.max_nonfinite_steps < 1:
+            problems.append(f"max_nonfinite_steps={self.max_nonfinite_steps} must be >= 1")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size} must be >= 1")
         if problems:

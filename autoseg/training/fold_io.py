@@ -28,23 +28,28 @@ from autoseg.utils.files import write_json
 
 
 def versions(device: torch.device) -> dict[str, str]:
-    import monai
-    import numpy
-    import torchio
-
+    """The versions a run used (a library that is not installed reads ``not installed``: training
+    itself needs only torch, numpy and MONAI's network, e.g. on a bare GPU machine)."""
     info = {
         "autoseg": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "monai": monai.__version__,
-        "torchio": torchio.__version__,
-        "numpy": numpy.__version__,
+        **{name: _installed(name) for name in ("monai", "torchio", "numpy")},
         "device": str(device),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = str(torch.version.cuda)
     return info
+
+
+def _installed(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def checkpoint_state(
@@ -86,8 +91,19 @@ class Checkpointer:
             save_checkpoint(self.spec.output / "checkpoint_best.pt", payload)
 
 
-def write_run_info(spec: FoldSpec, cfg: TrainerConfig, device: torch.device, config: dict[str, Any]) -> None:
-    """The resolved config, versions and device beside the checkpoints; plans and dataset.json above them."""
+def write_run_info(
+    spec: FoldSpec,
+    cfg: TrainerConfig,
+    device: torch.device,
+    config: dict[str, Any],
+    runtime: dict[str, Any] | None = None,
+) -> None:
+    """The resolved config, versions and device beside the checkpoints; plans and dataset.json above them.
+
+    ``runtime``: how the run actually trains, e.g. ``precision`` (autocast dtype, grad scaler,
+    compile) and ``augment_on`` (where augmentation runs and why; updated by
+    :func:`record_augment_on` when ``auto`` decides after the first epoch).
+    """
     write_json(
         spec.output / "run.json",
         {
@@ -99,13 +115,27 @@ def write_run_info(spec: FoldSpec, cfg: TrainerConfig, device: torch.device, con
             "plans_name": spec.plans.plans_name,
             "train_cases": len(spec.train_cases),
             "val_cases": len(spec.val_cases),
+            **(runtime or {}),
         },
     )
     write_json(spec.output.parent / "plans.json", spec.plans.to_dict(with_fingerprint=False))
 
 
+def record_augment_on(spec: FoldSpec, decision: dict[str, Any]) -> None:
+    """Put the ``augment_on=auto`` decision (with its measurements) into run.json (atomically)."""
+    path = spec.output / "run.json"
+    info = json.loads(path.read_text())
+    info["augment_on"] = decision
+    write_json(path, info)
+
+
 def restore_parts(parts: TrainingParts, checkpoint: dict[str, Any]) -> None:
-    """Load weights, optimiser, grad scaler and (rank 0's) global RNG states from a checkpoint."""
+    """Load weights, optimiser, grad scaler and (rank 0's) global RNG states from a checkpoint.
+
+    The checkpoint may be on any device (best: the CPU, :func:`load_checkpoint`'s default): the
+    weights are copied into the network where it lives, the optimiser moves its state to the
+    parameters' device, and the RNG states are restored from CPU copies.
+    """
     bare_module(parts.network).load_state_dict(checkpoint["network"])
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
     if parts.scaler is not None and checkpoint["scaler"] is not None:
@@ -131,10 +161,12 @@ def resume_note(checkpoint: dict[str, Any], distributed: DistributedContext) -> 
 
 
 def _resume_checkpoint(spec: FoldSpec, device: torch.device, distributed: DistributedContext) -> dict:
-    """checkpoint_latest.pt, read by rank 0 and sent to the other ranks (which need no access to it)."""
+    """checkpoint_latest.pt on the CPU, read by rank 0 and sent to the other ranks (which need no
+    access to it). :func:`restore_parts` moves it to ``device``; loading it straight onto a GPU
+    would put the RNG states there, where ``torch.set_rng_state`` refuses them."""
     path = spec.output / "checkpoint_latest.pt"
     if not distributed.enabled:
-        return load_checkpoint(path, map_location=device)
+        return load_checkpoint(path, map_location="cpu")
     return from_main(load_checkpoint(path) if distributed.is_main else {}, distributed)
 
 
@@ -164,7 +196,7 @@ def validate_only(
     path = spec.output / f"checkpoint_{checkpoint}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train the fold first (autoseg train ...)")
-    state = load_checkpoint(path, map_location=device)
+    state = load_checkpoint(path, map_location="cpu")  # load_state_dict copies to the network's device
     network = build_network(spec.conf.architecture, spec.plans.num_channels, spec.plans.labels.num_outputs)
     network.to(device).load_state_dict(state["network"])
     return validate_fold(network, spec, cfg, device)

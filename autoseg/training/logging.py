@@ -31,10 +31,19 @@ class RunLog:
         folder.mkdir(parents=True, exist_ok=True)
         self.text = folder / "training_log.txt"
         self._writer: Any = None
+        self._plot = True
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # a bare GPU machine (benchmarks/gpu_acceptance.py): said in the log
+                self.warning("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
+            else:
+                self._writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            self._plot = False
+            self.warning("matplotlib is not installed: no progress.png (pip install matplotlib)")
 
     def line(self, message: str, level: int = logging.INFO) -> None:
         """A timestamped line in training_log.txt (``WARNING:`` marks warnings) and in the console log."""
@@ -52,12 +61,17 @@ class RunLog:
         """Log one epoch's record and redraw progress.png from the whole history."""
         e = record["epoch"]
         dice = ", ".join(f"{n} {d:.4f}" for n, d in zip(self.label_names, record["pseudo_dice"], strict=True))
+        peak = record.get("peak_gpu_mem_gb")
+        memory = f", peak GPU memory {peak:.2f} GB" if peak is not None else ""
         self.line(
             f"epoch {e}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
             f"pseudo-Dice [{dice}], EMA {record['ema_dice']:.4f}, lr {record['lr']:.5f}, "
             f"{record['epoch_time']:.1f} s ({record['data_wait'] / max(record['epoch_time'], 1e-9):.0%} "
-            f"waiting for data, {record['samples_per_s']:.1f} samples/s)"
+            f"waiting for data, {record['samples_per_s']:.1f} samples/s, "
+            f"{record.get('step_time', 0.0) * 1000:.0f} ms/step{memory})"
         )
+        if record.get("skipped_steps"):
+            self.warning(f"epoch {e}: {record['skipped_steps']} step(s) skipped for a non-finite loss")
         if self._writer is not None:
             w = self._writer
             w.add_scalar("loss/train", record["train_loss"], e)
@@ -69,8 +83,13 @@ class RunLog:
             w.add_scalar("time/epoch_s", record["epoch_time"], e)
             w.add_scalar("time/data_wait_s", record["data_wait"], e)
             w.add_scalar("time/samples_per_s", record["samples_per_s"], e)
+            w.add_scalar("time/step_s", record.get("step_time", 0.0), e)
+            w.add_scalar("train/skipped_steps", record.get("skipped_steps", 0), e)
+            if peak is not None:
+                w.add_scalar("memory/peak_gpu_gb", peak, e)
             w.flush()
-        plot_progress(self.folder / "progress.png", history, self.label_names)
+        if self._plot:
+            plot_progress(self.folder / "progress.png", history, self.label_names)
 
     def close(self) -> None:
         if self._writer is not None:

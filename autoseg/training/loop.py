@@ -12,7 +12,6 @@ over the ranks, so every rank ends the epoch with the same record (and takes the
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -25,7 +24,14 @@ from tqdm import tqdm
 
 from autoseg.evaluation.metrics import confusion_counts, dice_from_counts
 from autoseg.training.config import TrainerConfig
+from autoseg.training.device_batches import (
+    DevicePrefetcher,
+    DeviceTransform,
+    peak_memory_gb,
+    reset_peak_memory,
+)
 from autoseg.training.distributed import DistributedContext, sum_over_ranks
+from autoseg.training.step import NonFiniteGuard, autocast, optimisation_step
 
 
 @dataclass
@@ -37,7 +43,9 @@ class TrainingParts:
         optimizer: the optimizer (its lr is set each epoch).
         loss: the training loss (deep supervision included).
         val_loss: the loss on eval-mode logits.
-        train_batches: an iterator of batches {"image": (B, C, ...), "target": (B, 1, ...)}.
+        train_batches: an iterator of host batches {"image": (B, C, ...), "target": (B, 1, ...)}
+            (with augmentation on the device: crops and their ``params``); the loop copies them to
+            the device one batch ahead (:class:`~autoseg.training.device_batches.DevicePrefetcher`).
         val_batches: the same for validation (no augmentation).
         labels: the foreground label values, for the pseudo-Dice.
         device: where the network runs.
@@ -45,6 +53,12 @@ class TrainingParts:
         autocast_dtype: torch.bfloat16/float16 for mixed precision, None for full precision.
         on_device_transform: applied to each training batch on the device (GPU augmentation), or None.
         distributed: this process's place in a data-parallel run (default: a single process).
+        max_nonfinite_steps: non-finite losses in a row that stop the run
+            (:class:`~autoseg.training.step.NonFiniteGuard`).
+        make_train_batches: ``make_train_batches(on_device, start_batch)`` rebuilds ``train_batches``
+            from ``start_batch`` on, as crops for device augmentation when ``on_device``
+            (:mod:`autoseg.training.placement`); None where that is not possible.
+        device_augmentation: the transform that augments those crops on the device, or None.
     """
 
     network: torch.nn.Module
@@ -57,8 +71,27 @@ class TrainingParts:
     device: torch.device
     scaler: torch.amp.GradScaler | None = None
     autocast_dtype: torch.dtype | None = None
-    on_device_transform: Callable[[dict[str, Any]], tuple[torch.Tensor, torch.Tensor]] | None = None
+    on_device_transform: DeviceTransform | None = None
     distributed: DistributedContext = field(default_factory=DistributedContext)
+    max_nonfinite_steps: int = 10
+    make_train_batches: Callable[[bool, int], Iterator[dict[str, Any]]] | None = None
+    device_augmentation: DeviceTransform | None = None
+    _prefetcher: DevicePrefetcher | None = field(default=None, repr=False)
+    _guard: NonFiniteGuard | None = field(default=None, repr=False)
+
+    def device_batches(self) -> DevicePrefetcher:
+        """The training batches on the device (rebuilt when ``train_batches`` or the transform change)."""
+        p = self._prefetcher
+        if p is None or p.source is not self.train_batches or p.transform is not self.on_device_transform:
+            self._prefetcher = DevicePrefetcher(self.train_batches, self.device, self.on_device_transform)
+        return self._prefetcher  # type: ignore[return-value]
+
+    @property
+    def guard(self) -> NonFiniteGuard:
+        """Counts skipped non-finite steps (in a row across epochs)."""
+        if self._guard is None:
+            self._guard = NonFiniteGuard(self.max_nonfinite_steps)
+        return self._guard
 
 
 @dataclass
@@ -71,6 +104,7 @@ class TrainState:
         best_ema: the best ``ema_dice`` so far, and ``best_epoch`` where it was reached.
         history: one record per completed epoch.
         stop: set by a callback to end the run after this epoch.
+        augment_on: where augmentation runs and why (:mod:`autoseg.training.placement`).
     """
 
     epoch: int = 0
@@ -79,6 +113,7 @@ class TrainState:
     best_epoch: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
+    augment_on: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,12 +122,18 @@ class TrainState:
             "best_ema": self.best_ema,
             "best_epoch": self.best_epoch,
             "history": self.history,
+            "augment_on": self.augment_on,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:
         return cls(
-            data["epoch"], data["ema_dice"], data["best_ema"], data["best_epoch"], list(data["history"])
+            data["epoch"],
+            data["ema_dice"],
+            data["best_ema"],
+            data["best_epoch"],
+            list(data["history"]),
+            augment_on=data.get("augment_on"),
         )
 
 
@@ -104,67 +145,57 @@ def poly_lr(cfg: TrainerConfig, epoch: int) -> float:
     return cfg.lr * (1 - epoch / cfg.epochs) ** cfg.poly_exponent
 
 
-def _autocast(parts: TrainingParts) -> contextlib.AbstractContextManager[Any]:
-    if parts.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(parts.device.type, dtype=parts.autocast_dtype)
-
-
-def _to_device(parts: TrainingParts, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    if parts.on_device_transform is not None:
-        return parts.on_device_transform(batch)
-    image = batch["image"].to(parts.device, non_blocking=True)
-    target = batch["target"].to(parts.device, non_blocking=True)
-    return image, target
-
-
 def _over_ranks(parts: TrainingParts, values: torch.Tensor) -> torch.Tensor:
     """``values`` summed over the ranks (unchanged for a single process)."""
     return sum_over_ranks(values, parts.distributed, parts.device)
 
 
-def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[str, float]:
-    """``cfg.iterations_per_epoch`` optimisation steps; returns loss, data wait and timing.
+def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[str, Any]:
+    """``cfg.iterations_per_epoch`` optimisation steps; returns loss, data wait, timing and memory.
 
-    Under DDP the loss is the mean over the ranks, ``samples_per_s`` the throughput of all ranks
-    together, and ``data_wait`` this rank's.
+    The record: ``train_loss`` (mean over the steps taken), ``data_wait`` and ``train_time`` (s),
+    ``step_time`` (s per step), ``samples_per_s``, ``skipped_steps`` (non-finite losses),
+    ``peak_gpu_mem_gb`` (None off CUDA), and ``steady_wait_share``: the data wait as a share of
+    the training time without the first step (worker start-up, compilation), which decides
+    ``augment_on=auto``. Under DDP the loss is the mean over the ranks, ``samples_per_s`` the
+    throughput of all ranks together, and the times this rank's.
     """
     parts.network.train()
-    total, wait, samples = torch.zeros((), device=parts.device), 0.0, 0
+    reset_peak_memory(parts.device)
+    parts.guard.new_epoch()
+    total, wait, samples, taken = torch.zeros((), device=parts.device), 0.0, 0, 0
+    first_wait = first_step = 0.0
+    batches = parts.device_batches()
     start = time.perf_counter()
     quiet = not parts.distributed.is_main
     steps = tqdm(
         range(cfg.iterations_per_epoch), desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=quiet
     )
-    for _ in steps:
+    for iteration in steps:
         t = time.perf_counter()
-        batch = next(parts.train_batches)
-        image, target = _to_device(parts, batch)
+        image, target = next(batches)
         wait += time.perf_counter() - t
-        parts.optimizer.zero_grad(set_to_none=True)
-        with _autocast(parts):
-            loss = parts.loss(parts.network(image), target)
-        if parts.scaler is not None:
-            parts.scaler.scale(loss).backward()
-            parts.scaler.unscale_(parts.optimizer)
-            torch.nn.utils.clip_grad_norm_(parts.network.parameters(), cfg.grad_clip)
-            parts.scaler.step(parts.optimizer)
-            parts.scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parts.network.parameters(), cfg.grad_clip)
-            parts.optimizer.step()
-        total += loss.detach()
+        loss = optimisation_step(parts, image, target, cfg.grad_clip, parts.guard, (epoch, iteration))
+        if loss is not None:
+            total, taken = total + loss, taken + 1
         samples += image.shape[0]
+        if iteration == 0:
+            first_wait, first_step = wait, time.perf_counter() - start
     elapsed = time.perf_counter() - start
+    mean_loss = float(total) / max(taken, 1) if taken else math.nan
     if parts.distributed.enabled:
-        reduced = _over_ranks(parts, torch.tensor([float(total), samples], dtype=torch.float64))
-        total, samples = reduced[0] / parts.distributed.world_size, int(reduced[1])
+        reduced = _over_ranks(parts, torch.tensor([mean_loss, samples], dtype=torch.float64))
+        mean_loss, samples = float(reduced[0]) / parts.distributed.world_size, int(reduced[1])
+    steady = elapsed - first_step
     return {
-        "train_loss": float(total) / cfg.iterations_per_epoch,
+        "train_loss": mean_loss,
         "data_wait": wait,
         "train_time": elapsed,
+        "step_time": elapsed / cfg.iterations_per_epoch,
         "samples_per_s": samples / max(elapsed, 1e-9),
+        "skipped_steps": parts.guard.skipped,
+        "peak_gpu_mem_gb": peak_memory_gb(parts.device),
+        "steady_wait_share": (wait - first_wait) / steady if steady > 0 else wait / max(elapsed, 1e-9),
     }
 
 
@@ -182,7 +213,7 @@ def validate_epoch(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
         batch = next(parts.val_batches)
         image = batch["image"].to(parts.device, non_blocking=True)
         target = batch["target"].to(parts.device, non_blocking=True)
-        with _autocast(parts):
+        with autocast(parts):
             logits = parts.network(image)
             total += float(parts.val_loss(logits, target))
         counts = confusion_counts(logits.argmax(1), target[:, 0], parts.labels)

@@ -16,9 +16,10 @@ What a run writes and reads back (checkpoints, run.json, the final validation) i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,11 +30,13 @@ from autoseg.data.loader import BatchDataset, make_loader
 from autoseg.data.sampling import PatchSampler
 from autoseg.nets.factory import build_network, deep_supervision_weights
 from autoseg.training.config import TrainerConfig
+from autoseg.training.device_batches import augment_on_device
 from autoseg.training.distributed import DistributedContext, barrier, batch_share, describe_split, wrap_ddp
 from autoseg.training.fold_io import (
     Checkpointer,
     _finish,
     _resume_checkpoint,
+    record_augment_on,
     restore_parts,
     resume_note,
     write_run_info,
@@ -45,6 +48,7 @@ from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
 from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
 from autoseg.training.optim import build_optimizer
+from autoseg.training.placement import AugmentPlacement
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
 from autoseg.utils.device import pick_device as pick_device  # re-exported
@@ -63,12 +67,18 @@ def _num_workers(cfg: TrainerConfig, processes_per_node: int = 1) -> int:
 
 
 def _mixed_precision(cfg: TrainerConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype, needs a grad scaler): bf16 where supported, fp16 + scaler otherwise; off on CPU."""
-    if not cfg.amp or device.type != "cuda":
+    """(autocast dtype, needs a grad scaler) on any device.
+
+    ``amp_dtype=auto``: bf16 on the CPU and on GPUs that support it, fp16 + grad scaler on older
+    GPUs; ``float16`` always comes with a scaler (``torch.amp.GradScaler`` works on the CPU too).
+    """
+    if not cfg.amp:
         return None, False
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, False
-    return torch.float16, True
+    if cfg.amp_dtype == "float16":
+        return torch.float16, True
+    if cfg.amp_dtype == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16, True
+    return torch.bfloat16, False
 
 
 def build_parts(
@@ -102,15 +112,15 @@ def build_parts(
         PreprocessedCases(spec.data_folder, spec.val_cases), patch, batch_size, cfg.oversample_foreground
     )
     workers = _num_workers(cfg, distributed.local_world_size)
-    pin = device.type == "cuda"
+    pin = device.type == "cuda"  # pinned host batches: asynchronous copies to the GPU
     per_epoch, val_per_epoch = cfg.iterations_per_epoch, cfg.val_iterations
-    train_loader = make_loader(
-        BatchDataset(train_sampler, augmenter, cfg.seed, stream=0, samples=share),
-        start_epoch * per_epoch,
-        cfg.epochs * per_epoch,
-        workers,
-        pin,
-    )
+
+    def make_train_batches(on_device: bool, start: int) -> Iterator[dict[str, Any]]:
+        dataset = BatchDataset(
+            train_sampler, augmenter, cfg.seed, stream=0, augment_on_device=on_device, samples=share
+        )
+        return iter(make_loader(dataset, start, cfg.epochs * per_epoch, workers, pin))
+
     val_loader = make_loader(
         BatchDataset(val_sampler, None, cfg.seed, stream=1, samples=share),
         start_epoch * val_per_epoch,
@@ -140,14 +150,31 @@ def build_parts(
         optimizer=optimizer,
         loss=DeepSupervisionLoss(base, weights),
         val_loss=base,
-        train_batches=iter(train_loader),
+        train_batches=make_train_batches(False, start_epoch * per_epoch),
         val_batches=iter(val_loader),
         labels=[v for v in label_manager.class_values if v != 0],
         device=device,
-        scaler=torch.amp.GradScaler("cuda") if needs_scaler else None,
+        scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
         autocast_dtype=dtype,
         distributed=distributed,
+        max_nonfinite_steps=cfg.max_nonfinite_steps,
+        make_train_batches=make_train_batches,
+        device_augmentation=augment_on_device(augmenter),
     )
+
+
+def _workers_for_extra_transforms(cfg: TrainerConfig) -> TrainerConfig:
+    """Extra TorchIO transforms run in the data workers only: ``augment_on=auto`` becomes ``workers``
+    (logged), ``device`` is refused."""
+    if not cfg.augment.extra or cfg.augment_on == "workers":
+        return cfg
+    if cfg.augment_on == "device":
+        raise ValueError(
+            "trainer.augment_on=device cannot run the extra TorchIO transforms of augment.extra (they run "
+            "in the data workers); use trainer.augment_on=workers or drop augment.extra"
+        )
+    log.info("augment.extra has TorchIO transforms: augmentation stays in the data workers")
+    return dataclasses.replace(cfg, augment_on="workers")
 
 
 def _check_trainable(labels: LabelManager, spec: FoldSpec) -> None:
@@ -198,14 +225,47 @@ def _start_lines(
 ) -> list[str]:
     """What the log says before the first epoch: the run, and how the batch is split over the ranks."""
     ranks = f" x {distributed.world_size} ranks ({distributed.backend})" if distributed.enabled else ""
+    dtype, scaler = _mixed_precision(cfg, device)
+    mode = (
+        f"autocast {str(dtype).removeprefix('torch.')}{' + grad scaler' if scaler else ''}"
+        if dtype
+        else "fp32"
+    )
     lines = [
         f"{'resuming at' if resume else 'starting'} epoch {epoch} of {cfg.epochs}: "
         f"{spec.configuration} fold {spec.fold}, {len(spec.train_cases)} training / "
-        f"{len(spec.val_cases)} validation cases, device {device}{ranks}"
+        f"{len(spec.val_cases)} validation cases, device {device}{ranks}, {mode}"
+        f"{', torch.compile' if cfg.compile else ''}"
     ]
     if distributed.enabled:
         lines.append(describe_split(cfg.batch_size or spec.conf.batch_size, distributed.world_size))
     return lines
+
+
+def precision(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
+    """How the run computes: ``{"precision": {"autocast": "bfloat16" | "float16" | None, ...}}``."""
+    dtype = str(parts.autocast_dtype).removeprefix("torch.") if parts.autocast_dtype is not None else None
+    return {"precision": {"autocast": dtype, "grad_scaler": parts.scaler is not None, "compile": cfg.compile}}
+
+
+def _placement(
+    parts: TrainingParts, cfg: TrainerConfig, state: TrainState, say: Callable[[str], None]
+) -> AugmentPlacement:
+    """Where augmentation runs from ``state.epoch`` on (:mod:`autoseg.training.placement`), set up."""
+    assert parts.make_train_batches is not None and parts.device_augmentation is not None
+    placement = AugmentPlacement(
+        configured=cfg.augment_on,
+        parts=parts,
+        make_batches=parts.make_train_batches,
+        transform=parts.device_augmentation,
+        iterations_per_epoch=cfg.iterations_per_epoch,
+        measure=cfg.augment_on == "auto" and parts.device.type == "cuda",
+        say=say,
+    )
+    assert state.augment_on is not None
+    placement.start(state, state.augment_on)
+    say(f"augmentation on the {state.augment_on['used']} ({state.augment_on['reason']})")
+    return placement
 
 
 def train_fold(
@@ -235,6 +295,7 @@ def train_fold(
     main = distributed.is_main
     if main:
         spec.output.mkdir(parents=True, exist_ok=True)
+    cfg = _workers_for_extra_transforms(cfg)
     _set_determinism(cfg)
     state, checkpoint = TrainState(), None
     if resume:
@@ -244,17 +305,23 @@ def train_fold(
     if checkpoint is not None:
         restore_parts(parts, checkpoint)
     run_log = None
+    state.augment_on = AugmentPlacement.initial(cfg.augment_on, device, state.augment_on)
     if main:
         names = spec.plans.labels.names
         run_log = RunLog(spec.output, [names[v] for v in parts.labels])
-        write_run_info(spec, cfg, device, config or {})
+        write_run_info(
+            spec, cfg, device, config or {}, {**precision(parts, cfg), "augment_on": state.augment_on}
+        )
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):
         say(line)
+    placement = _placement(parts, cfg, state, say)
+    if main:
+        placement.on_decision.append(lambda decision: record_augment_on(spec, decision))
     note = resume_note(checkpoint, distributed) if checkpoint is not None else None
     if note:
         (run_log.warning if run_log is not None else log.debug)(note)
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [placement]
     if run_log is not None:
         callbacks += [lambda s, r: run_log.epoch(r, s.history), Checkpointer(parts, spec, cfg)]
     callbacks += [early_stop(cfg, say), *extra_callbacks]

@@ -9,27 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoseg.io.dataset import load_raw_dataset
-from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
-from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic import SyntheticSpec, generate_dataset
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.config import TrainerConfig
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
-
-
-@pytest.fixture(scope="module")
-def easy_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One high-contrast class without distractors, planned and preprocessed for 3d_fullres."""
-    root = tmp_path_factory.mktemp("train")
-    spec = SyntheticSpec(num_cases=10, classes=1, shape=(24, 32, 32), noise=0.05, distractors=False, seed=7)
-    raw = generate_dataset(root / "raw" / "Dataset920_Easy", spec)
-    folders = DatasetFolders.for_dataset(root / "pre", load_raw_dataset(raw))
-    run_fingerprint(raw, folders, num_workers=1)
-    plans, _ = run_plan(folders, PlannerConfig(configurations=("3d_fullres",)))
-    run_preprocess(raw, folders, plans, ["3d_fullres"], num_workers=1)
-    return folders.root, plans
 
 
 def fold_spec(easy_task: tuple[Path, dict], output: Path) -> FoldSpec:
@@ -83,13 +66,14 @@ class InterruptError(Exception):
     pass
 
 
-def test_resume_is_exact(easy_task, tmp_path):
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+def test_resume_is_exact(easy_task, tmp_path, amp):
     cfg = TrainerConfig(
         epochs=3,
         iterations_per_epoch=3,
         val_iterations=1,
         num_workers=0,
-        amp=False,
+        amp=amp,
         deterministic=True,
         final_validation=False,
         seed=5,
@@ -122,3 +106,33 @@ def test_resume_without_checkpoint_is_a_clear_error(easy_task, tmp_path):
         train_fold(
             fold_spec(easy_task, tmp_path / "none"), TrainerConfig(epochs=1), torch.device("cpu"), resume=True
         )
+
+
+def test_autoseg_train_with_cpu_amp_learns_like_fp32(easy_task, tmp_path):
+    """``autoseg train ... trainer.amp=true`` on the CPU: bf16 autocast through the same loop, to the
+    Dice threshold of the fp32 test (torch.compile's CPU twin: tests/training/test_step.py, where a
+    tiny network keeps inductor's compile time short)."""
+    from autoseg.cli import main
+
+    pre, _ = easy_task
+    raw = pre.parent.parent / "raw" / pre.name
+    args = ["train", str(raw), "3d_fullres", "0", f"paths.preprocessed={pre.parent}"]
+    args += [f"paths.results={tmp_path}", "--trainer", "quick", "--device", "cpu", "trainer.amp=true"]
+    args += [
+        "trainer.epochs=6",
+        "trainer.iterations_per_epoch=10",
+        "trainer.val_iterations=2",
+        "trainer.seed=1",
+    ]
+    assert main(args) == 0
+    fold = tmp_path / pre.name / "default" / "3d_fullres" / "fold_0"
+    run = json.loads((fold / "run.json").read_text())
+    assert run["precision"] == {"autocast": "bfloat16", "grad_scaler": False, "compile": False}
+    assert run["augment_on"]["used"] == "workers"
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert summary["foreground_mean"] > 0.8, summary["mean"]
+    history = json.loads((fold / "history.json").read_text())
+    assert all(
+        r["step_time"] > 0 and r["skipped_steps"] == 0 and r["peak_gpu_mem_gb"] is None for r in history
+    )
+    assert "autocast bfloat16" in (fold / "training_log.txt").read_text()
