@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from autoseg.io.dataset import DatasetNotFoundError
     from autoseg.io.validation import DatasetValidationError
-    from autoseg.utils.files import ArtifactError
+    from autoseg.utils.files import ArtifactError, WriteError
 
     try:
         return int(args.func(args))
@@ -345,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         DatasetNotFoundError,
         ArtifactError,
+        WriteError,
         ValueError,
         FileNotFoundError,
         HydraException,
