@@ -122,5 +122,7 @@ def plan_hash(plans: Mapping[str, Any], configuration: str, labels: Sequence[int
         "labels": sorted(int(v) for v in labels),
         "seed": int(seed),
     }
+    if plans.get("nonfinite_intensities"):
+        relevant["nonfinite"] = float(plans["nonfinite_intensities"]["replaced_with"])
     text = json.dumps(relevant, sort_keys=True, default=float)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -169,7 +169,8 @@ def _preprocess_one(
 ) -> dict[str, Any]:
     """Worker: read, preprocess and write one case; returns a small summary, never arrays."""
     start = time.perf_counter()
-    loaded, problems = load_and_check_case(case, dataset)
+    nonfinite = (plans.get("nonfinite_intensities") or {}).get("replaced_with")
+    loaded, problems = load_and_check_case(case, dataset, nonfinite)
     if loaded is not None and loaded.label is None:
         loaded, problems = None, [*problems, error(case.name, "no label file; training cases need one")]
     if loaded is None:
@@ -234,6 +235,7 @@ def preprocess_dataset(
             "foreground_intensity_properties_per_channel"
         ),
         "configurations": {configuration: conf},
+        "nonfinite_intensities": plans.get("nonfinite_intensities"),
     }
     work = partial(
         _preprocess_one,
