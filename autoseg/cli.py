@@ -353,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from autoseg.io.dataset import DatasetNotFoundError
     from autoseg.io.validation import DatasetValidationError
+    from autoseg.training.lock import FoldLockedError
     from autoseg.utils.files import ArtifactError, WriteError
 
     try:
@@ -366,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DatasetNotFoundError,
         ArtifactError,
         WriteError,
+        FoldLockedError,
         ValueError,
         FileNotFoundError,
         HydraException,

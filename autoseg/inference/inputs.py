@@ -36,6 +36,7 @@ class InputCase:
         load: returns (images (C, Z, Y, X) float32, geometry of channel 0).
         source: what was read, for messages (a path; never a patient identifier).
         extra: whatever an output writer needs besides the mask (e.g. the DICOM series).
+        files: the file of each channel, in order, for messages (empty for DICOM series).
     """
 
     name: str
@@ -43,6 +44,7 @@ class InputCase:
     load: Callable[[], tuple[np.ndarray, Geometry]]
     source: str
     extra: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
 
 def stack_channels(volumes: Iterable[tuple[str, np.ndarray, Geometry]]) -> tuple[np.ndarray, Geometry]:
@@ -78,7 +80,7 @@ def _file_case(path: Path, num_channels: int) -> InputCase:
     stem = path.name[: -len(ending)]
     match = CHANNEL.match(stem)
     name = match.group("case") if match else stem
-    return InputCase(name, ending, partial(_load_channels, (path,)), str(path))
+    return InputCase(name, ending, partial(_load_channels, (path,)), str(path), files=(str(path),))
 
 
 def _folder_cases(folder: Path, num_channels: int) -> list[InputCase]:
@@ -111,6 +113,7 @@ def _folder_cases(folder: Path, num_channels: int) -> list[InputCase]:
             endings[case],
             partial(_load_channels, tuple(ch[c] for c in range(num_channels))),
             str(folder / case),
+            files=tuple(str(ch[c]) for c in range(num_channels)),
         )
         for case, ch in sorted(found.items())
     ]

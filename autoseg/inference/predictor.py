@@ -84,6 +84,12 @@ class ConfigurationPredictor:
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, self.conf["architecture"])
+            if int(meta.get("in_channels", self.num_channels)) != self.num_channels:
+                raise ValueError(
+                    f"{path}: the network takes {meta['in_channels']} input channel(s) but "
+                    f"{trained.folder / 'plans.json'} lists {self.num_channels}; the checkpoint belongs to "
+                    "another model: copy the whole model folder (or export it with `autoseg export-model`)"
+                )
             self.networks.append(network)
             self.patch_size = [int(p) for p in meta.get("patch_size", self.patch_size)]
             mirror = list(meta.get("mirror_axes", range(len(self.patch_size))))

@@ -39,6 +39,7 @@ from autoseg.preprocessing.plan import (
 )
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.storage import is_case_complete, save_case
+from autoseg.utils.faults import reached
 from autoseg.utils.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def _preprocess_one(
     del loaded
     assert seg is not None
     locations = sample_class_locations(seg, labels, seed)
+    reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
     save_case(folder, case.name, data, seg, properties, locations, digest)
     return {
         "case": case.name,

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from autoseg.evaluation.metrics import confusion_counts, dice_from_counts
 from autoseg.training.config import TrainerConfig
 from autoseg.training.distributed import DistributedContext, sum_over_ranks
+from autoseg.utils.faults import reached
 
 
 @dataclass
@@ -156,6 +157,7 @@ def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[st
             parts.optimizer.step()
         total += loss.detach()
         samples += image.shape[0]
+        reached("iteration")  # fault injection (tests): AUTOSEG_KILL_AT=iteration:N
     elapsed = time.perf_counter() - start
     if parts.distributed.enabled:
         reduced = _over_ranks(parts, torch.tensor([float(total), samples], dtype=torch.float64))

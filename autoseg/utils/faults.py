@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 KILL_ENV = "AUTOSEG_KILL_AT"
 POINTS = ("write", "iteration", "case")
 _counts: dict[str, int] = {}
 
 
-def reached(point: str) -> None:
-    """Count a pass through ``point``; SIGKILL this process when ``AUTOSEG_KILL_AT`` asks for it."""
+def reached(point: str, detail: str = "") -> None:
+    """Count a pass through ``point``; SIGKILL this process when ``AUTOSEG_KILL_AT`` asks for it.
+
+    Before the kill, one line on stderr says where (``detail``: e.g. the file being written).
+    """
     spec = os.environ.get(KILL_ENV)
     if not spec:
         return
@@ -38,4 +42,6 @@ def reached(point: str) -> None:
         return
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] == int(nth or 1):
+        sys.stderr.write(f"fault injection: SIGKILL at {point}:{_counts[point]} {detail}\n")
+        sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)

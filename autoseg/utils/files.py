@@ -99,7 +99,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
             os.close(fd)
         yield tmp
         fsync_path(tmp)
-        reached("write")
+        reached("write", str(target))
         os.replace(tmp, target)
         fsync_path(target.parent, directory=True)
     except WriteError:
