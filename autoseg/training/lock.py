@@ -90,6 +90,7 @@ def fold_lock(folder: Path) -> Iterator[Path]:
                 _describe(stale),
                 "no longer holds it" if alive else "is no longer running",
             )
+            _remove_temporaries(folder)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -100,6 +101,14 @@ def fold_lock(folder: Path) -> Iterator[Path]:
             path.unlink(missing_ok=True)  # before unlocking: a waiter then locks a fresh file
         finally:
             os.close(fd)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Delete the half-written files (``.<name>.<random>.tmp*``) a dead holder left: the folder is ours."""
+    for path in folder.glob(".*.tmp*"):
+        if path.is_file():
+            log.warning("removing %s, a file left half-written by the interrupted run", path.name)
+            path.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -58,8 +58,10 @@ def autoseg(args: Sequence[str], kill_at: str | None = None, timeout: float = TI
 
 
 def _where(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("fault injection:")]
-    return lines[-1].removeprefix("fault injection: SIGKILL at ") if lines else ""
+    marker = "fault injection: SIGKILL at "
+    if marker not in stderr:
+        return ""
+    return stderr.rsplit(marker, 1)[1].splitlines()[0].strip()
 
 
 def _digest(array: np.ndarray) -> str:

@@ -57,8 +57,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path, capl
     (tmp_path / LOCK_NAME).write_text(
         json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0})
     )
+    half_written = tmp_path / ".checkpoint_latest.pt.x1y2.tmp.pt"
+    half_written.write_bytes(b"partial")
     with fold_lock(tmp_path) as path:
         assert json.loads(path.read_text())["pid"] != dead.pid
+        assert not half_written.exists()
         with (
             pytest.raises(FoldLockedError, match="another `autoseg train` is training this fold"),
             fold_lock(tmp_path),
