@@ -32,7 +32,7 @@ from autoseg.inference.predictor import (
 from autoseg.io.images import Geometry, write_image
 from autoseg.io.nonfinite import count_nonfinite, describe, replace_nonfinite
 from autoseg.utils.faults import reached
-from autoseg.utils.files import atomic_path, write_artifact
+from autoseg.utils.files import atomic_path, remove_stale_temporaries, write_artifact
 
 __all__ = ["predict_cases", "save_probabilities"]
 
@@ -138,6 +138,8 @@ def predict_cases(
         (an unreadable file, a bad DICOM series) is reported and the others still run.
     """
     output.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(output):
+        log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     results: list[dict[str, Any]] = []
     with (
         ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep,

@@ -40,6 +40,7 @@ from autoseg.preprocessing.plan import (
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.storage import is_case_complete, save_case
 from autoseg.utils.faults import reached
+from autoseg.utils.files import remove_stale_temporaries
 from autoseg.utils.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,8 @@ def preprocess_dataset(
     folder = Path(out_root) / str(conf.get("data_identifier", configuration))
     labels = [v for v in dataset.foreground_labels if v > 0]
     digest = plan_hash(plans, configuration, labels, seed)
+    for stale in remove_stale_temporaries(folder) if folder.is_dir() else []:
+        log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     todo = [c for c in dataset.cases if not is_case_complete(folder, c.name, digest)]
     log.info(
         "preprocess %s: %d of %d cases to do in %s", configuration, len(todo), len(dataset.cases), folder

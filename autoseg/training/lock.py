@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autoseg.utils.files import remove_stale_temporaries
+
 LOCK_NAME = "train.lock"
 log = logging.getLogger("autoseg.train")
 
@@ -90,7 +92,7 @@ def fold_lock(folder: Path) -> Iterator[Path]:
                 _describe(stale),
                 "no longer holds it" if alive else "is no longer running",
             )
-            _remove_temporaries(folder)
+        _remove_temporaries(folder)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -104,11 +106,9 @@ def fold_lock(folder: Path) -> Iterator[Path]:
 
 
 def _remove_temporaries(folder: Path) -> None:
-    """Delete the half-written files (``.<name>.<random>.tmp*``) a dead holder left: the folder is ours."""
-    for path in folder.glob(".*.tmp*"):
-        if path.is_file():
-            log.warning("removing %s, a file left half-written by the interrupted run", path.name)
-            path.unlink(missing_ok=True)
+    """Delete the half-written files a dead run left (``remove_stale_temporaries``), saying so."""
+    for path in remove_stale_temporaries(folder):
+        log.warning("removed %s, a file left half-written by the interrupted run", path.name)
 
 
 def _pid_alive(pid: int) -> bool:

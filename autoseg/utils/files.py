@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,7 +92,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.name}.{_owner()}.", suffix=f".tmp{suffix}", dir=target.parent
+    )
     tmp = Path(name)
     try:
         try:
@@ -109,6 +113,45 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _owner() -> str:
+    """``<host>-<pid>`` of this process, for temporary file names (so a dead writer's can be told)."""
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)\.[^.]+\.tmp")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writers on this host which are no longer running left in ``folder``.
+
+    A process killed between writing and renaming leaves its temporary file (the target itself is
+    intact); the stage that writes the folder calls this when it starts again.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    host = _owner().rsplit("-", 1)[0]
+    for path in Path(folder).glob(".*.tmp*"):
+        match = _TEMPORARY.match(path.name)
+        if match is None or match["host"] != host or _alive(int(match["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_error(target: Path, err: OSError) -> WriteError:

@@ -57,7 +57,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path, capl
     (tmp_path / LOCK_NAME).write_text(
         json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0})
     )
-    half_written = tmp_path / ".checkpoint_latest.pt.x1y2.tmp.pt"
+    from autoseg.utils.files import _owner
+
+    host = _owner().rsplit("-", 1)[0]
+    half_written = tmp_path / f".checkpoint_latest.pt.{host}-{dead.pid}.x1y2.tmp.pt"
     half_written.write_bytes(b"partial")
     with fold_lock(tmp_path) as path:
         assert json.loads(path.read_text())["pid"] != dead.pid

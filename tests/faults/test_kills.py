@@ -13,7 +13,7 @@ POINTS = [
     ("plan", "case:3"),  # preprocessing, the third case
     ("train", "iteration:5"),  # mid-epoch 1 (3 iterations per epoch): resumes from epoch 0
     ("train", "write:7"),  # epoch 1's checkpoint_latest.pt written, not yet renamed
-    ("predict", "case:2"),  # the second case predicted, not written
+    ("predict", "write:1"),  # the first mask written, not yet renamed (its temporary file is cleaned up)
 ]
 
 

@@ -73,6 +73,10 @@ def test_a_crash_between_write_and_rename_keeps_the_old_file(tmp_path):
     assert json.loads(target.read_text()) == {"version": "old"}
     leftovers = [p for p in tmp_path.iterdir() if p != target]
     assert len(leftovers) == 1 and json.loads(leftovers[0].read_text()) == {"version": "new"}  # fully written
+    with atomic_path(tmp_path / "other.json") as tmp:  # a live writer's temporary file is left alone
+        assert files.remove_stale_temporaries(tmp_path) == leftovers
+        tmp.write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "plans.json"]
 
 
 def enospc(*args, **kwargs):
