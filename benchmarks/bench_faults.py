@@ -48,7 +48,8 @@ def kill_points(stage: str, count: int, rng: random.Random, seconds: float) -> l
         "predict": [f"write:{n}" for n in range(1, 5)] + ["case:1", "case:2"],
     }
     counted = rng.sample(pools[stage], min(len(pools[stage]), count - count // 4))
-    timed = [f"time:{rng.uniform(2.0, max(2.5, seconds)):.2f}" for _ in range(count // 4)]
+    # timed kills between half the uninterrupted run's time (imports done) and its end
+    timed = [f"time:{rng.uniform(0.5 * seconds, 0.98 * seconds):.2f}" for _ in range(count // 4)]
     return counted + timed
 
 

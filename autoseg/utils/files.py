@@ -46,6 +46,21 @@ _HINTS = {
 }
 
 
+#: Errors of writing itself (the others, e.g. a missing file the writer reads, pass unchanged).
+_WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EIO,
+    errno.EFBIG,
+    errno.ENAMETOOLONG,
+    errno.EISDIR,
+    errno.ENOTDIR,
+}
+
+
 def process_umask() -> int:
     """The process umask (read from /proc where possible: setting it to read it is not thread-safe)."""
     try:
@@ -106,9 +121,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         reached("write", str(target))
         os.replace(tmp, target)
         fsync_path(target.parent, directory=True)
-    except WriteError:
-        raise
     except OSError as err:
+        if isinstance(err, WriteError) or err.errno not in _WRITE_ERRNOS:
+            raise  # e.g. a missing input the writer reads: its own message says it best
         raise write_error(target, err) from err
     finally:
         if tmp.exists():
