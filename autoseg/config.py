@@ -22,15 +22,66 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         >>> cfg.planner.name, cfg.paths.preprocessed
         ('resenc-l', '/tmp/pre')
     """
+    from hydra.errors import ConfigCompositionException
+
+    try:
+        cfg = _hydra_compose(overrides)
+    except ConfigCompositionException as err:
+        unknown = unknown_override_keys(overrides)
+        if unknown:
+            raise OverrideKeyError("; ".join(unknown)) from err
+        raise
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+class OverrideKeyError(ValueError):
+    """A ``key=value`` override names a key the config does not have."""
+
+
+def _hydra_compose(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="autoseg.conf", version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    OmegaConf.resolve(cfg)
-    return cfg
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def _flat_keys(cfg: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        keys.append(name)
+        if isinstance(value, DictConfig):
+            keys += _flat_keys(value, name + ".")
+    return keys
+
+
+def unknown_override_keys(overrides: Sequence[str]) -> list[str]:
+    """One message per override whose key the default config lacks, with the nearest valid key.
+
+    Example:
+        >>> print(unknown_override_keys(["trainer.epoch=5"])[0])  # doctest: +ELLIPSIS
+        override 'trainer.epoch=5': the config has no key 'trainer.epoch'; did you mean 'trainer.epochs'? ...
+    """
+    import difflib
+
+    known = _flat_keys(_hydra_compose([]))
+    messages = []
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if key.startswith(("+", "~")) or key in known:
+            continue
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {near[0]!r}?"
+            if near
+            else f"valid top-level keys: {', '.join(k for k in known if '.' not in k)}"
+        )
+        messages.append(f"override {item!r}: the config has no key {key!r}; {hint} (prefix a new key with +)")
+    return messages
 
 
 @dataclass(frozen=True)

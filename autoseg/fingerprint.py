@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from autoseg.io.dataset import Case, RawDataset
+from autoseg.io.problems import no_foreground_anywhere
 from autoseg.io.structure import check_layout
 from autoseg.io.validation import Problem, load_and_check_case, raise_for_problems
 from autoseg.preprocessing.crop import nonzero_bbox
@@ -39,6 +40,7 @@ class CaseFingerprint:
     shape_before_crop: tuple[int, ...]
     shape_after_crop: tuple[int, ...]
     samples: np.ndarray
+    replaced: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def relative_size_after_cropping(self) -> float:
@@ -46,16 +48,21 @@ class CaseFingerprint:
 
 
 def fingerprint_case(
-    item: tuple[int, Case], dataset: RawDataset, samples_per_case: int, seed: int
+    item: tuple[int, Case],
+    dataset: RawDataset,
+    samples_per_case: int,
+    seed: int,
+    nonfinite: float | None = None,
 ) -> tuple[CaseFingerprint | None, list[Problem]]:
     """Read, check and measure one case (runs in a worker process).
 
     Foreground is the label > 0 inside the non-zero crop; ``samples_per_case`` intensities
     per channel are drawn from it with replacement, with a generator seeded by
     ``(seed, case index)`` so the fingerprint does not depend on the number of workers.
+    ``nonfinite`` replaces NaN and infinite intensities by that value (else they are errors).
     """
     index, case = item
-    loaded, problems = load_and_check_case(case, dataset)
+    loaded, problems = load_and_check_case(case, dataset, nonfinite)
     if loaded is None:
         return None, problems
     bbox, _ = nonzero_bbox(loaded.images)
@@ -79,6 +86,7 @@ def fingerprint_case(
         shape_before_crop=tuple(int(s) for s in loaded.images.shape[1:]),
         shape_after_crop=shape_after,
         samples=samples,
+        replaced=loaded.replaced,
     )
     return fp, problems
 
@@ -101,7 +109,7 @@ def intensity_statistics(samples: np.ndarray) -> dict[str, float]:
 
 
 def compute_fingerprint(
-    dataset: RawDataset, num_workers: int | None = None, seed: int = 1234
+    dataset: RawDataset, num_workers: int | None = None, seed: int = 1234, nonfinite: float | None = None
 ) -> dict[str, Any]:
     """Validate and fingerprint a raw dataset.
 
@@ -109,6 +117,8 @@ def compute_fingerprint(
         dataset: the raw dataset.
         num_workers: worker processes (None: all cores).
         seed: seed of the intensity sampling.
+        nonfinite: replace NaN and infinite intensities by this value (each file is named in a
+            warning and in ``nonfinite_intensities``) instead of refusing them.
 
     Returns:
         The fingerprint as a JSON-able dict (without kind/schema_version).
@@ -119,10 +129,13 @@ def compute_fingerprint(
     problems = check_layout(dataset)  # each case's own files are checked with the case, below
     per_case = max(1, TOTAL_INTENSITY_SAMPLES // max(1, len(dataset.cases)))
     light = dataclasses.replace(dataset, cases=(), description={})  # pickled once per task: keep it small
-    work = functools.partial(fingerprint_case, dataset=light, samples_per_case=per_case, seed=seed)
+    work = functools.partial(
+        fingerprint_case, dataset=light, samples_per_case=per_case, seed=seed, nonfinite=nonfinite
+    )
     results = parallel_map(work, list(enumerate(dataset.cases)), num_workers, desc="fingerprint")
     for _, case_problems in results:
         problems.extend(case_problems)
+    problems += no_foreground_anywhere(problems, sum(c.label is not None for c in dataset.cases))
     raise_for_problems(problems)
     for p in problems:
         log.warning("%s", p)
@@ -130,6 +143,10 @@ def compute_fingerprint(
     pooled = np.concatenate([c.samples for c in cases], axis=1)
     spacings = np.array([c.spacing for c in cases])
     shapes = np.array([c.shape_after_crop for c in cases])
+    extra: dict[str, Any] = {}
+    if nonfinite is not None:
+        files = {f: n for c in cases for f, n in c.replaced.items()}
+        extra["nonfinite_intensities"] = {"replaced_with": float(nonfinite), "files": files}
     return {
         "dataset_name": dataset.name,
         "num_cases": len(cases),
@@ -156,6 +173,7 @@ def compute_fingerprint(
         },
         "intensity_samples_per_case": per_case,
         "warnings": [str(p) for p in problems],
+        **extra,
     }
 
 

@@ -71,10 +71,23 @@ def versions() -> dict[str, str]:
     }
 
 
-def run_fingerprint(dataset_root: Path, folders: DatasetFolders, num_workers: int | None) -> dict[str, Any]:
-    """Validate and fingerprint; write fingerprint.json only if the dataset has no errors."""
+def run_fingerprint(
+    dataset_root: Path, folders: DatasetFolders, num_workers: int | None, nonfinite: float | None = None
+) -> dict[str, Any]:
+    """Validate and fingerprint; write fingerprint.json only if the dataset has no errors.
+
+    ``nonfinite`` replaces NaN and infinite intensities by that value (``--allow-nonfinite``).
+    """
     dataset = load_raw_dataset(dataset_root)
-    fingerprint = compute_fingerprint(dataset, num_workers=num_workers)
+    fingerprint = compute_fingerprint(dataset, num_workers=num_workers, nonfinite=nonfinite)
+    replaced = fingerprint.get("nonfinite_intensities")
+    if replaced and replaced["files"]:
+        log.warning(
+            "non-finite intensities replaced by %g in %d file(s) (--allow-nonfinite): %s",
+            replaced["replaced_with"],
+            len(replaced["files"]),
+            ", ".join(f"{f} ({n} voxels)" for f, n in replaced["files"].items()),
+        )
     fingerprint["versions"] = versions()
     write_fingerprint(folders.fingerprint, fingerprint)
     log.info("fingerprint of %d cases written to %s", fingerprint["num_cases"], folders.fingerprint)
@@ -98,6 +111,8 @@ def run_plan(
     """
     fingerprint = read_fingerprint(folders.fingerprint)
     plans, explain = build_plans(fingerprint, planner, plan_overrides, preprocessing)
+    if "nonfinite_intensities" in fingerprint:  # preprocessing replaces them the same way
+        plans["nonfinite_intensities"] = fingerprint["nonfinite_intensities"]
     _fit_landmarks(plans, dataset_root, explain)
     plans["run"] = {"config": run_config or {}, "versions": versions()}
     path = write_artifact(folders.plans(planner.name), "plans", PLANS_SCHEMA_VERSION, plans)

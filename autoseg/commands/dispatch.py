@@ -66,7 +66,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from autoseg.io.dataset import DatasetNotFoundError
     from autoseg.io.validation import DatasetValidationError
-    from autoseg.utils.files import ArtifactError
+    from autoseg.training.lock import FoldLockedError
+    from autoseg.utils.files import ArtifactError, WriteError
 
     try:
         return int(args.func(args))
@@ -78,6 +79,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     except (
         DatasetNotFoundError,
         ArtifactError,
+        WriteError,
+        FoldLockedError,
         ValueError,
         FileNotFoundError,
         HydraException,

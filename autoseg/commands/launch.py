@@ -214,5 +214,6 @@ def write_summary(jobs: Sequence[FoldJob]) -> Path:
         }
         for j in jobs
     ]
-    path.write_text(json.dumps(entries, indent=2) + "\n")
-    return path
+    from autoseg.utils.files import write_json
+
+    return write_json(path, entries)

@@ -102,6 +102,19 @@ def _numbers(values: Any) -> list[float | int]:
     return [int(v) if float(v).is_integer() else v for v in values]
 
 
+def _fingerprint_reusable(path: Path, nonfinite: float | None) -> bool:
+    """Whether fingerprint.json exists and was made with the same ``--allow-nonfinite`` value."""
+    import json
+
+    if not path.is_file():
+        return False
+    made_with = (json.loads(path.read_text()).get("nonfinite_intensities") or {}).get("replaced_with")
+    if made_with != nonfinite:
+        log.info("fingerprint.json was made with --allow-nonfinite %s: computing it again", made_with)
+        return False
+    return True
+
+
 def _planning_record(cfg: Any, choice: Any) -> dict[str, Any]:
     """The resolved config recorded in plans.json.
 
@@ -130,10 +143,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = compose_config(args, [f"planner={args.preset}"])
     root = dataset_root(args.dataset, cfg)
     folders = dataset_folders(cfg, root)
-    if args.reuse_fingerprint and folders.fingerprint.is_file():
+    if args.reuse_fingerprint and _fingerprint_reusable(folders.fingerprint, args.allow_nonfinite):
         log.info("reusing %s", folders.fingerprint)
     else:
-        run_fingerprint(root, folders, args.num_workers)
+        run_fingerprint(root, folders, args.num_workers, args.allow_nonfinite)
     planner = _planner(cfg, args)
     user_splits = root / "splits.json"
     choice = PreprocessingChoice.from_mapping(OmegaConf.to_container(cfg.preprocessing, resolve=True))  # type: ignore[arg-type]
@@ -212,6 +225,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", action="store_true", help="print why each decision was made")
     p.add_argument("--no-preprocess", action="store_true", help="stop after planning")
     p.add_argument("--reuse-fingerprint", action="store_true", help="reuse an existing fingerprint.json")
+    p.add_argument(
+        "--allow-nonfinite",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="replace NaN/inf intensities by VALUE (logged, recorded in plans.json) instead of refusing them",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = dataset_cmd("preprocess", "preprocess a planned dataset for one or more configurations")

@@ -43,17 +43,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(
         checkpoint=args.checkpoint, tta=not args.no_tta, step_size=args.step_size, amp=not args.no_amp
     )
+    output = Path(args.output)
+    check_output_folder(output)
     with open_model(args.model, args.plans_name) as model:
         configs, folds, postprocessing = _choose(args, model)
-        predictors = []
-        for name in configs:
-            trained = model.configuration(name)
-            use = fold_names(folds, trained.folds, str(trained.folder))
-            predictors.append(ConfigurationPredictor(trained, use, device, options))
+        trained = [model.configuration(name) for name in configs]
+        use = [fold_names(folds, t.folds, str(t.folder)) for t in trained]
         notes: list[str] = []
-        cases = discover_inputs(args.input, list(predictors[0].plans.channel_names.values()), notes)
+        cases = discover_inputs(args.input, list(trained[0].plans.channel_names.values()), notes)
         for note in notes:
             print(f"note: {note}")
+        for problem in unreadable_inputs(cases, args.input):
+            print(f"note: {problem}")
+        predictors = [
+            ConfigurationPredictor(t, u, device, options) for t, u in zip(trained, use, strict=True)
+        ]
         writers = _writers(args, predictors[0].plans.labels)
         record = {
             "model": Path(args.model).name,
@@ -62,7 +66,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "device": str(device),
         }
         summary = predict_cases(
-            cases, predictors, Path(args.output), postprocessing, args.save_probabilities, writers, record
+            cases,
+            predictors,
+            output,
+            postprocessing,
+            args.save_probabilities,
+            writers,
+            record,
+            args.allow_nonfinite,
         )
     folds_used = ", ".join(f"{k}: {v} fold(s)" for k, v in summary["folds"].items())
     done = len(summary["cases"]) - summary["failed"]
@@ -73,6 +84,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failed in (c for c in summary["cases"] if "error" in c):
         print(f"failed: {failed['source']}: {failed['error']}")
     return 1 if summary["failed"] else 0
+
+
+def check_output_folder(output: Path) -> None:
+    """Fail before any work when ``output`` cannot be created or written (naming the folder in the way)."""
+    import os
+
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"output {output}: {existing} is a file, not a folder; choose another -o")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"output {output}: {existing} is not writable by this user; choose another -o")
+
+
+def unreadable_inputs(cases: list[Any], source: str) -> list[str]:
+    """One message per case whose image headers cannot be read; ValueError when no case is readable."""
+    from autoseg.io.images import ImageReadError, read_geometry
+
+    problems = []
+    for case in cases:
+        for path in case.files:
+            try:
+                read_geometry(path)
+            except ImageReadError as err:
+                problems.append(f"{path}: not readable ({err}); this case will fail")
+                break
+    if cases and len(problems) == len(cases):
+        raise ValueError(
+            f"input {source}: none of the {len(cases)} case(s) can be read:\n  " + "\n  ".join(problems)
+        )
+    return problems
 
 
 def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
@@ -115,4 +158,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
     p.add_argument("--dicom-seg", action="store_true", help="DICOM input: also write a DICOM-SEG per series")
     p.add_argument("--png", action="store_true", help="also write an overlay PNG per case")
+    p.add_argument(
+        "--allow-nonfinite",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="replace NaN/inf intensities by VALUE (logged, in predict.json); else such a case fails",
+    )
     p.set_defaults(func=cmd_predict)

@@ -234,6 +234,8 @@ class Plans:
         planned: the configurations with a plan of their own (not the cascade entry).
         foreground_intensities: ``channel -> {mean, std, percentile_00_5, ...}`` of the labelled voxels.
         histogram_landmarks: ``channel -> landmarks`` of the ``histogram`` normalisation (empty unless used).
+        nonfinite_replacement: the value NaN/inf intensities were replaced with (``plan --allow-nonfinite``),
+            or None (they were refused).
         raw: the file's content, for writing it beside a model (read nothing from it).
     """
 
@@ -252,6 +254,7 @@ class Plans:
     planner: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: Mapping[str, Any] | None = None
     histogram_landmarks: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    nonfinite_replacement: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -304,6 +307,7 @@ class Plans:
             histogram_landmarks=r.get(
                 "histogram_landmarks", dict, {}, lambda v: {str(k): _floats(x) for k, x in v.items()}
             ),
+            nonfinite_replacement=_replacement(r.get("nonfinite_intensities", dict, {}), problems),
             raw=dict(data),
         )
         problems += plans._consistency()
@@ -376,6 +380,16 @@ class Plans:
     def to_dict(self, with_fingerprint: bool = True) -> dict[str, Any]:
         """The file's content (what :meth:`load` read), for a copy beside a model."""
         return {k: v for k, v in self.raw.items() if with_fingerprint or k != "fingerprint"}
+
+
+def _replacement(record: Mapping[str, Any], problems: list[str]) -> float | None:
+    value = record.get("replaced_with")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.append(f"plans.nonfinite_intensities.replaced_with: expected a number, got {value!r}")
+        return None
+    return float(value)
 
 
 def _maybe_ints(v: Any) -> tuple[int, ...] | None:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import read_geometry, write_image
 from autoseg.io.probabilities import load_probabilities, save_probabilities
-from autoseg.utils.files import read_artifact
+from autoseg.utils.files import atomic_path, read_artifact
 
 __all__ = ["cv_summary", "ensemble_cases", "fold_validations", "merge_validation"]
 
@@ -76,7 +76,8 @@ def merge_validation(config_folder: Path, num_folds: int, ending: str) -> tuple[
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for path in cases.values():
-        shutil.copyfile(path, target / path.name)
+        with atomic_path(target / path.name, suffix=ending) as tmp:
+            shutil.copyfile(path, tmp)
     return target, cases
 
 

@@ -23,6 +23,7 @@ class InputCase:
         load: returns (images (C, Z, Y, X) float32, geometry of channel 0).
         source: what was read, for messages (a path; never a patient identifier).
         extra: whatever an output writer needs besides the mask (e.g. the DICOM series).
+        files: the file of each channel, in order, for messages (empty for DICOM series).
     """
 
     name: str
@@ -30,6 +31,7 @@ class InputCase:
     load: Callable[[], tuple[np.ndarray, Geometry]]
     source: str
     extra: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
 
 def stack_channels(volumes: Iterable[tuple[str, np.ndarray, Geometry]]) -> tuple[np.ndarray, Geometry]:

@@ -38,7 +38,7 @@ def _file_case(path: Path, num_channels: int) -> InputCase:
     stem = path.name[: -len(ending)]
     match = CHANNEL.match(stem)
     name = match.group("case") if match else stem
-    return InputCase(name, ending, partial(_load_channels, (path,)), str(path))
+    return InputCase(name, ending, partial(_load_channels, (path,)), str(path), files=(str(path),))
 
 
 def _folder_cases(folder: Path, num_channels: int) -> list[InputCase]:
@@ -71,6 +71,7 @@ def _folder_cases(folder: Path, num_channels: int) -> list[InputCase]:
             endings[case],
             partial(_load_channels, tuple(ch[c] for c in range(num_channels))),
             str(folder / case),
+            files=tuple(str(ch[c]) for c in range(num_channels)),
         )
         for case, ch in sorted(found.items())
     ]

@@ -79,6 +79,13 @@ class ConfigurationPredictor:
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, conf.architecture)
+            if int(meta.get("in_channels", trained.plans.num_channels)) != trained.plans.num_channels:
+                raise ValueError(
+                    f"{path}: the network takes {meta['in_channels']} input channel(s) but "
+                    f"{trained.folder / 'plans.json'} lists {trained.plans.num_channels}; the checkpoint "
+                    "belongs to another model: copy the whole model folder (or export it with "
+                    "`autoseg export-model`)"
+                )
             networks.append(network)
             patch = [int(p) for p in meta.get("patch_size", patch)]
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]

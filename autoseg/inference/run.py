@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ from autoseg.inference.cases import InputCase
 from autoseg.inference.predictor import ConfigurationPredictor
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
-from autoseg.utils.files import write_artifact
+from autoseg.io.nonfinite import count_nonfinite, describe, replace_nonfinite
+from autoseg.utils.faults import reached
+from autoseg.utils.files import remove_stale_temporaries, write_artifact
 
 __all__ = ["predict_cases"]
 
@@ -36,9 +38,37 @@ PREDICT_SCHEMA_VERSION = 1
 Writer = Callable[[InputCase, np.ndarray, Geometry, Path], list[Path]]
 
 
-def _prepare(case: InputCase, predictors: Sequence[ConfigurationPredictor]) -> tuple[list, Geometry]:
+def _prepare(
+    case: InputCase, predictors: Sequence[ConfigurationPredictor], nonfinite: float | None = None
+) -> tuple[list, Geometry, int]:
+    """Read and preprocess a case; also the number of non-finite voxels replaced by ``nonfinite``."""
     images, geometry = case.load()
-    return [p.preprocess(case.name, images, geometry) for p in predictors], geometry
+    replaced = check_nonfinite(case, images, nonfinite)
+    if replaced and nonfinite is not None:
+        images = replace_nonfinite(images, nonfinite)
+    return [p.preprocess(case.name, images, geometry) for p in predictors], geometry, replaced
+
+
+def check_nonfinite(case: InputCase, images: np.ndarray, nonfinite: float | None) -> int:
+    """The NaN/inf voxels of a case's (C, Z, Y, X) images, each channel file named.
+
+    Raises:
+        ValueError: there are some and ``nonfinite`` is None.
+    """
+    per_channel = [(c, count_nonfinite(images[c])) for c in range(images.shape[0])]
+    found = [(c, counts) for c, counts in per_channel if counts]
+    if not found:
+        return 0
+    name = [
+        case.files[c] if c < len(case.files) else f"{case.source} channel {c}" for c in range(len(images))
+    ]
+    listed = "; ".join(f"{name[c]}: {describe(counts, images[0].size)}" for c, counts in found)
+    if nonfinite is None:
+        raise ValueError(
+            f"{listed}; replace them, or rerun with --allow-nonfinite VALUE to replace them by VALUE"
+        )
+    log.warning("%s replaced by %g (--allow-nonfinite)", listed, nonfinite)
+    return sum(n for _, counts in found for n in counts.values())
 
 
 def _finish(
@@ -66,6 +96,7 @@ def predict_cases(
     keep_probabilities: bool = False,
     writers: Sequence[Writer] = (),
     record: dict[str, Any] | None = None,
+    nonfinite: float | None = None,
 ) -> dict[str, Any]:
     """Segment ``cases`` with the averaged probabilities of ``predictors``; write masks to ``output``.
 
@@ -78,26 +109,30 @@ def predict_cases(
         writers: extra outputs per case, e.g. a DICOM-SEG or an overlay PNG: ``(case, seg,
             geometry, output) -> written paths``.
         record: extra fields for ``predict.json`` (model, selection).
+        nonfinite: replace NaN and infinite intensities by this value (logged; the count is in
+            ``predict.json``); None makes a case with any a failed case.
 
     Returns:
         The contents of ``predict.json``: per case its written files or its error. A case that fails
         (an unreadable file, a bad DICOM series) is reported and the others still run.
     """
     output.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(output):
+        log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     results: list[dict[str, Any]] = []
     with (
         ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep,
         ThreadPoolExecutor(1, thread_name_prefix="export") as export,
     ):
-        pending: Future | None = prep.submit(_prepare, cases[0], predictors) if cases else None
+        pending: Future | None = prep.submit(_prepare, cases[0], predictors, nonfinite) if cases else None
         exports: list[tuple[InputCase, Future]] = []
         for i, case in enumerate(tqdm(cases, desc="predict", unit="case", file=sys.stderr)):
             assert pending is not None
             current, pending = pending, None
             if i + 1 < len(cases):
-                pending = prep.submit(_prepare, cases[i + 1], predictors)
+                pending = prep.submit(_prepare, cases[i + 1], predictors, nonfinite)
             try:
-                prepared, geometry = current.result()
+                prepared, geometry, replaced = current.result()
                 probs = [
                     (_softmax(p.logits(data)), props)
                     for p, (data, props) in zip(predictors, prepared, strict=True)
@@ -106,10 +141,13 @@ def predict_cases(
                 log.error("%s: %s", case.source, err)
                 results.append({"case": case.name, "source": case.source, "error": str(err)})
                 continue
+            reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
             _drain(exports, results, keep=1)  # at most one case waits for export
             exports.append(
                 (
-                    case,
+                    case
+                    if not replaced
+                    else replace(case, extra={**case.extra, "nonfinite_replaced": replaced}),
                     export.submit(
                         _finish,
                         case,
@@ -129,6 +167,7 @@ def predict_cases(
         "folds": {p.configuration: len(p.networks) for p in predictors},
         "options": asdict(predictors[0].options) if predictors else {},
         "postprocessing": postprocessing.to_dict() if postprocessing is not None else None,
+        "nonfinite_replacement": nonfinite,
         "cases": results,
         "failed": sum("error" in r for r in results),
     }
@@ -147,7 +186,10 @@ def _drain(exports: list[tuple[InputCase, Future]], results: list[dict[str, Any]
         case, future = exports.pop(0)
         try:
             files = future.result()
-            results.append({"case": case.name, "source": case.source, "files": [f.name for f in files]})
+            entry = {"case": case.name, "source": case.source, "files": [f.name for f in files]}
+            if case.extra.get("nonfinite_replaced"):
+                entry["nonfinite_replaced"] = case.extra["nonfinite_replaced"]
+            results.append(entry)
         except Exception as err:
             log.error("%s: %s", case.source, err)
             results.append({"case": case.name, "source": case.source, "error": str(err)})

@@ -17,7 +17,8 @@ import numpy as np
 
 from autoseg.io.dataset import Case, RawDataset
 from autoseg.io.images import Geometry, ImageReadError, read_geometry
-from autoseg.io.problems import Problem, error, relative, warning
+from autoseg.io.nonfinite import count_nonfinite, describe
+from autoseg.io.problems import NO_FOREGROUND, Problem, error, relative, warning
 from autoseg.io.structure import escapes, missing_file
 
 SPACING_RTOL = 1e-4  # spacings within 0.01 % of each other are equal
@@ -133,14 +134,21 @@ def check_case_headers(case: Case, dataset: RawDataset) -> list[Problem]:
     return read_headers(case, dataset.root, skip=unsafe_files(case, dataset.root))[1]
 
 
-def image_content(path: Path, image: np.ndarray, root: Path) -> list[Problem]:
-    """NaN and infinite intensities of one channel file, with their counts."""
-    if image.dtype.kind != "f" or np.isfinite(image).all():
+def image_content(
+    path: Path, image: np.ndarray, root: Path, replace_with: float | None = None
+) -> list[Problem]:
+    """NaN and infinite intensities of one channel file, with their counts.
+
+    An error, or with ``replace_with`` a warning that says they are replaced by that value.
+    """
+    counts = count_nonfinite(image)
+    if not counts:
         return []
-    counts = {"NaN": int(np.isnan(image).sum()), "infinite": int(np.isinf(image).sum())}
-    found = " and ".join(f"{n} {kind}" for kind, n in counts.items() if n)
-    msg = f"{found} voxel values (of {image.size})"
-    return [error(relative(path, root), msg + "; replace them with finite values (e.g. the image minimum)")]
+    found = describe(counts, image.size)
+    if replace_with is not None:
+        return [warning(relative(path, root), f"{found} replaced by {replace_with:g} (--allow-nonfinite)")]
+    fix = "replace them with finite values, or rerun with --allow-nonfinite VALUE to replace them by VALUE"
+    return [error(relative(path, root), f"{found}; {fix}")]
 
 
 def _listed(values: list[int] | list[float]) -> str:
@@ -186,6 +194,8 @@ def label_content(path: Path, label: np.ndarray, dataset: RawDataset) -> list[Pr
         found = _unique_ints(label)
     else:
         return [error(rel, f"label map of type {label.dtype}; store it as integers")]
+    if found and all(v == 0 for v in found):
+        problems.append(warning(rel, NO_FOREGROUND + "; the case teaches only background"))
     declared = dataset.label_values
     undeclared = sorted(set(found) - set(declared))
     if declared and undeclared:

@@ -84,6 +84,16 @@ def _geometry_of(image: sitk.Image) -> Geometry:
     )
 
 
+def _refuse_shadowed(path: str | os.PathLike[str]) -> None:
+    """ITK reads ``x.nii.gz``'s voxels from ``x.nii`` when both exist (SimpleITK 2.5): refuse to guess."""
+    name = str(path)
+    if name.lower().endswith(".nii.gz") and Path(name[:-3]).exists():
+        raise ImageReadError(
+            f"{path}: a file {Path(name[:-3]).name} lies beside it, and ITK would read this image's voxels "
+            "from that file; remove or rename one of the two"
+        )
+
+
 def read_geometry(path: str | os.PathLike[str]) -> tuple[Geometry, int]:
     """Read only the header of an image file.
 
@@ -93,6 +103,7 @@ def read_geometry(path: str | os.PathLike[str]) -> tuple[Geometry, int]:
     Raises:
         ImageReadError: naming the file and the reason.
     """
+    _refuse_shadowed(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -111,7 +122,8 @@ def read_geometry(path: str | os.PathLike[str]) -> tuple[Geometry, int]:
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
     """Read an image file into a numpy array (z, y, x) and its geometry.
 
-    The array keeps the file's dtype (uint8 labels stay uint8, float images stay float).
+    The array keeps the file's dtype (uint8 labels stay uint8, float images stay float), and NaN
+    and infinite voxels stay as they are in every format (NIfTI too: see :mod:`autoseg.io.nonfinite`).
 
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
@@ -121,6 +133,7 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
         >>> arr.shape == geom.shape  # doctest: +SKIP
         True
     """
+    _refuse_shadowed(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -129,6 +142,10 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
     reason = truncation(Path(path), array)
     if reason is not None:
         raise ImageReadError(f"{path}: the file is truncated or corrupt ({reason})")
+    if file_ending(path) in (".nii", ".nii.gz") and array.dtype.kind == "f":
+        from autoseg.io.nonfinite import restore_nifti_nonfinite
+
+        array = restore_nifti_nonfinite(path, array)  # ITK's NIfTI reader turns NaN and inf into 0
     return array, _geometry_of(image)
 
 

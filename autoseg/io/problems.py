@@ -59,6 +59,27 @@ def relative(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str:
         return str(path)
 
 
+#: The start of the warning for a label map without foreground (:func:`no_foreground_anywhere` counts them).
+NO_FOREGROUND = "no foreground: every voxel of the label map is background (0)"
+
+
+def no_foreground_anywhere(problems: Iterable[Problem], num_labelled: int) -> list[Problem]:
+    """An error when every one of the ``num_labelled`` label maps has the :data:`NO_FOREGROUND` warning.
+
+    Example:
+        >>> no_foreground_anywhere([warning("labelsTr/a.nii.gz", NO_FOREGROUND)], 1)[0].severity
+        'error'
+    """
+    empty = sum(p.severity == "warning" and p.message.startswith(NO_FOREGROUND) for p in problems)
+    if num_labelled == 0 or empty < num_labelled:
+        return []
+    msg = (
+        f"no foreground in any of the {num_labelled} label maps: there is nothing to learn; "
+        "check that labelsTr holds the segmentations (not empty masks) and that dataset.json's labels match"
+    )
+    return [error("labelsTr", msg)]
+
+
 class DatasetValidationError(ValueError):
     """A dataset has errors. ``problems`` holds all of them (warnings too); ``str()`` lists the errors.
 

@@ -15,8 +15,9 @@ arrays on, so the fingerprint stage validates and measures a case in one pass.
 2D images are accepted: :class:`LoadedCase` gives them a leading z axis of size 1, and its
 ``geometry`` stays the file's 2D geometry (``geometry.ndim == 2``). 4D and vector images are errors.
 
-NaN and infinite intensities are found in NRRD and MetaImage files; in NIfTI files they never
-reach autoseg: the NIfTI library inside ITK replaces non-finite float voxels by 0 when reading.
+NaN and infinite intensities are errors in every format (ITK's NIfTI reader hides them:
+:mod:`autoseg.io.nonfinite` finds them in the file's bytes); with ``nonfinite=VALUE``
+(``--allow-nonfinite VALUE``) they are replaced by VALUE, with a warning naming each file.
 
 Example:
     >>> dataset = load_raw_dataset("/data/raw/Dataset004_Hippocampus")  # doctest: +SKIP
@@ -28,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -46,11 +47,13 @@ from autoseg.io.case_checks import (
 )
 from autoseg.io.dataset import Case, RawDataset
 from autoseg.io.images import Geometry, ImageReadError, read_image
+from autoseg.io.nonfinite import count_nonfinite, replace_nonfinite
 from autoseg.io.problems import (
     DatasetValidationError,
     Problem,
     error,
     format_problems,
+    no_foreground_anywhere,
     raise_for_problems,
     relative,
     sort_problems,
@@ -82,27 +85,40 @@ class LoadedCase:
         images: (C, Z, Y, X) float32, channels in channel order (Z is 1 for a 2D dataset).
         label: (Z, Y, X) int16 label values, or None for a case without label.
         geometry: the geometry of channel 0, as in its file.
+        replaced: channel file (relative to the dataset) -> non-finite voxels replaced in it.
     """
 
     name: str
     images: np.ndarray
     label: np.ndarray | None
     geometry: Geometry
+    replaced: dict[str, int] = field(default_factory=dict)
 
 
-def _to_loaded(case: Case, arrays: dict[Path, np.ndarray], geometry: Geometry) -> LoadedCase:
+def _to_loaded(
+    case: Case, arrays: dict[Path, np.ndarray], geometry: Geometry, root: Path, nonfinite: float | None
+) -> LoadedCase:
     def zyx(a: np.ndarray) -> np.ndarray:
         return a[None] if a.ndim == 2 else a
 
+    replaced = {}
+    if nonfinite is not None:
+        for p in case.images:
+            count = sum(count_nonfinite(arrays[p]).values())
+            if count:
+                replaced[relative(p, root)] = count
+                arrays[p] = replace_nonfinite(arrays[p], nonfinite)
     images = np.stack([zyx(arrays[p]).astype(np.float32, copy=False) for p in case.images])
     label = None
     if case.label is not None:
         raw = zyx(arrays[case.label])
         label = (np.rint(raw) if raw.dtype.kind == "f" else raw).astype(np.int16)
-    return LoadedCase(name=case.name, images=images, label=label, geometry=geometry)
+    return LoadedCase(name=case.name, images=images, label=label, geometry=geometry, replaced=replaced)
 
 
-def load_and_check_case(case: Case, dataset: RawDataset) -> tuple[LoadedCase | None, list[Problem]]:
+def load_and_check_case(
+    case: Case, dataset: RawDataset, nonfinite: float | None = None
+) -> tuple[LoadedCase | None, list[Problem]]:
     """Validate a case and read it, with one read of every file.
 
     Checks the files (:func:`check_case_files`), then the headers, then reads the voxels (an
@@ -113,6 +129,8 @@ def load_and_check_case(case: Case, dataset: RawDataset) -> tuple[LoadedCase | N
     Args:
         case: the case.
         dataset: its dataset.
+        nonfinite: replace NaN and infinite intensities by this value (a warning per file)
+            instead of reporting them as errors.
 
     Returns:
         The loaded case (None if any error was found) and every problem found, errors first.
@@ -143,11 +161,11 @@ def load_and_check_case(case: Case, dataset: RawDataset) -> tuple[LoadedCase | N
         if role == "label":
             problems += label_content(path, arrays[path], dataset)
         else:
-            problems += image_content(path, arrays[path], root)
+            problems += image_content(path, arrays[path], root, nonfinite)
     problems = sort_problems(problems)
     if any(p.severity == "error" for p in problems) or not case.images:
         return None, problems
-    return _to_loaded(case, arrays, geoms[case.images[0]]), problems
+    return _to_loaded(case, arrays, geoms[case.images[0]], root, nonfinite), problems
 
 
 def _validate_case(case: Case, dataset: RawDataset, check_content: bool) -> list[Problem]:
@@ -180,4 +198,6 @@ def validate_dataset(
         num_workers=num_workers,
         desc="validate",
     )
-    return sort_problems(problems + [p for found in per_case for p in found])
+    problems += [p for found in per_case for p in found]
+    problems += no_foreground_anywhere(problems, sum(c.label is not None for c in dataset.cases))
+    return sort_problems(problems)

@@ -94,5 +94,7 @@ def plan_hash(plans: Plans, configuration: str, labels: Sequence[int], seed: int
         relevant["preprocessing"] = dict(conf.preprocessing)
     if "histogram" in schemes:
         relevant["histogram_landmarks"] = {c: list(v) for c, v in plans.histogram_landmarks.items()}
+    if plans.nonfinite_replacement is not None:
+        relevant["nonfinite"] = plans.nonfinite_replacement
     text = json.dumps(relevant, sort_keys=True, default=float)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

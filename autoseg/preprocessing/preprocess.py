@@ -34,6 +34,8 @@ from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_f
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.steps import denoise
 from autoseg.preprocessing.storage import is_case_complete, save_case
+from autoseg.utils.faults import reached
+from autoseg.utils.files import remove_stale_temporaries
 from autoseg.utils.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -165,7 +167,8 @@ def _preprocess_one(
 ) -> dict[str, Any]:
     """Worker: read, preprocess and write one case; returns a small summary, never arrays."""
     start = time.perf_counter()
-    loaded, problems = load_and_check_case(case, dataset)
+    nonfinite = plans.nonfinite_replacement
+    loaded, problems = load_and_check_case(case, dataset, nonfinite)
     if loaded is not None and loaded.label is None:
         loaded, problems = None, [*problems, error(case.name, "no label file; training cases need one")]
     if loaded is None:
@@ -174,6 +177,7 @@ def _preprocess_one(
     del loaded
     assert seg is not None
     locations = sample_class_locations(seg, labels, seed)
+    reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
     save_case(folder, case.name, data, seg, properties, locations, digest)
     return {
         "case": case.name,
@@ -219,6 +223,8 @@ def preprocess_dataset(
     folder = Path(out_root) / conf.data_identifier
     labels = [v for v in dataset.foreground_labels if v > 0]
     digest = plan_hash(plans, configuration, labels, seed)
+    for stale in remove_stale_temporaries(folder) if folder.is_dir() else []:
+        log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     todo = [c for c in dataset.cases if not is_case_complete(folder, c.name, digest)]
     log.info(
         "preprocess %s: %d of %d cases to do in %s", configuration, len(todo), len(dataset.cases), folder

@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from autoseg.io.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from autoseg.io.checkpoints import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "restore_rng_states", "rng_states", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "load_checkpoint",
+    "restore_rng_states",
+    "rng_states",
+    "save_checkpoint",
+]
 
 
 def rng_states() -> dict[str, Any]:

@@ -32,6 +32,7 @@ from autoseg.training.device_batches import (
 )
 from autoseg.training.distributed import DistributedContext, sum_over_ranks
 from autoseg.training.step import NonFiniteGuard, autocast, optimisation_step
+from autoseg.utils.faults import reached
 
 
 @dataclass
@@ -181,6 +182,7 @@ def train_epoch(parts: TrainingParts, cfg: TrainerConfig, epoch: int) -> dict[st
         samples += image.shape[0]
         if iteration == 0:
             first_wait, first_step = wait, time.perf_counter() - start
+        reached("iteration")  # fault injection (tests): AUTOSEG_KILL_AT=iteration:N
     elapsed = time.perf_counter() - start
     mean_loss = float(total) / max(taken, 1) if taken else math.nan
     if parts.distributed.enabled:

@@ -16,6 +16,7 @@ What a run writes and reads back (checkpoints, run.json, the final validation) i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -44,6 +45,7 @@ from autoseg.training.fold_io import (
 from autoseg.training.fold_io import checkpoint_state as checkpoint_state  # re-exported
 from autoseg.training.fold_io import validate_only as validate_only  # re-exported
 from autoseg.training.fold_io import versions as versions  # re-exported
+from autoseg.training.lock import fold_lock
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
 from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
@@ -293,8 +295,20 @@ def train_fold(
         The final state (history of every epoch, best EMA pseudo-Dice); the same on every rank.
     """
     main = distributed.is_main
-    if main:
-        spec.output.mkdir(parents=True, exist_ok=True)
+    with fold_lock(spec.output) if main else contextlib.nullcontext(spec.output):
+        return _train_fold(spec, cfg, device, resume, config, extra_callbacks, distributed)
+
+
+def _train_fold(
+    spec: FoldSpec,
+    cfg: TrainerConfig,
+    device: torch.device,
+    resume: bool,
+    config: dict[str, Any] | None,
+    extra_callbacks: tuple[Callback, ...],
+    distributed: DistributedContext,
+) -> TrainState:
+    main = distributed.is_main
     cfg = _workers_for_extra_transforms(cfg)
     _set_determinism(cfg)
     state, checkpoint = TrainState(), None

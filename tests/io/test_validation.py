@@ -234,16 +234,24 @@ def test_image_without_label(root: Path) -> None:
 def test_misnamed_files_are_warnings_naming_the_file(root: Path) -> None:
     write_image(image_array(1), geometry(), root / "imagesTr" / "case_009.nii.gz")
     (root / "imagesTr" / "notes.txt").write_text("scanner protocol")
-    (root / "labelsTr" / "case_000.nii").write_bytes(b"")
+    (root / "labelsTr" / "case_007.nii").write_bytes(b"")
     (root / "imagesTr" / ".DS_Store").write_bytes(b"")
     problems = validate(root)
     assert errors(problems) == []
     assert {p.path for p in warnings(problems)} == {
         "imagesTr/case_009.nii.gz",
         "imagesTr/notes.txt",
-        "labelsTr/case_000.nii",
+        "labelsTr/case_007.nii",
     }
     assert any("rename it, e.g. to case_009_0000.nii.gz" in p.message for p in problems)
+
+
+def test_a_nii_file_beside_the_nii_gz_file_is_an_error(root: Path) -> None:
+    # ITK would read labelsTr/case_000.nii.gz's voxels from the empty case_000.nii (all background)
+    (root / "labelsTr" / "case_000.nii").write_bytes(b"")
+    problem = only_error(validate(root))
+    assert problem.path == "labelsTr/case_000.nii.gz"
+    assert "case_000.nii lies beside it" in problem.message and "remove or rename" in problem.message
 
 
 # --- headers --------------------------------------------------------------------------------------
@@ -507,7 +515,7 @@ def test_symlink_inside_the_folder_is_fine(root: Path) -> None:
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Path:
-    """A .nrrd dataset with five problems in four cases (one of them added)."""
+    """A .nrrd dataset with six problems in four cases (one of them added)."""
     root = make_dataset(tmp_path / "Dataset993_Broken", ending=".nrrd")
     image = image_array(0)
     image[1, 1, 1] = np.nan
@@ -527,11 +535,12 @@ def test_several_problems_are_all_reported_errors_first(broken: Path) -> None:
         ("error", "labelsTr/case_001.nrrd"),
         ("error", "imagesTr/case_002_0000.nrrd"),
         ("warning", "dataset.json"),
-        ("warning", "labelsTr/case_003.nrrd"),
+        ("warning", "labelsTr/case_003.nrrd"),  # direction
+        ("warning", "labelsTr/case_003.nrrd"),  # no foreground
     ], format_problems(problems)
     report = format_problems(problems)
-    assert report.splitlines()[0] == "3 errors, 2 warnings"
-    assert len(report.splitlines()) == 6
+    assert report.splitlines()[0] == "3 errors, 3 warnings"
+    assert len(report.splitlines()) == 7
     assert str(broken) not in report  # paths are relative to the dataset folder
 
 
