@@ -77,8 +77,8 @@ class TrainingParts:
     max_nonfinite_steps: int = 10
     make_train_batches: Callable[[bool, int], Iterator[dict[str, Any]]] | None = None
     device_augmentation: DeviceTransform | None = None
-    _prefetcher: DevicePrefetcher | None = field(default=None, repr=False)
-    _guard: NonFiniteGuard | None = field(default=None, repr=False)
+    _prefetcher: DevicePrefetcher | None = field(default=None, init=False, repr=False)
+    _guard: NonFiniteGuard | None = field(default=None, init=False, repr=False)
 
     def device_batches(self) -> DevicePrefetcher:
         """The training batches on the device (rebuilt when ``train_batches`` or the transform change)."""
