@@ -21,15 +21,16 @@ For every configuration (2d, 3d_fullres, 3d_lowres) of every plan:
 
 Networks are counted on torch's ``meta`` device (no memory, no compute). Step time (``--time``):
 for the hippocampus ResEnc M plan (2d and 3d_fullres) one training step on the CPU at the plan's
-patch with ``--batch`` samples: forward, each tool's own deep-supervision Dice + CE loss
+patch with ``--batch`` (3d) / ``--batch-2d`` samples (the plans' batches, 58 and 1615, are sized
+for a GPU): forward, each tool's own deep-supervision Dice + CE loss
 (autoseg ``DeepSupervisionLoss(DiceCELoss)``; nnU-Net ``DeepSupervisionWrapper(DC_and_CE_loss)``,
 what nnU-Net's ResEnc trainer (the plain ``nnUNetTrainer``) uses), backward, clip to 12 and SGD
 (momentum 0.99, Nesterov), alternating the two networks over ``--rounds`` rounds, first dropped.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_resenc.py [--dataset DIR] [--time] [--batch 2] [--rounds 5] \
-        [--threads 2] [--json-out FILE]
+    .venv/bin/python benchmarks/bench_resenc.py [--dataset DIR] [--time] [--batch 2] [--batch-2d 32] \
+        [--rounds 5] [--threads 2] [--json-out FILE] [--nnunet-venv DIR]
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ HERE = Path(__file__).resolve().parent
 NNUNET_VENV = HERE / ".nnunet-venv"
 DEFAULT_DATASET = HERE.parent.parent / "shared" / "data" / "Dataset004_Hippocampus"
 PRESETS = ("resenc-m", "resenc-l", "resenc-xl")
-# nnU-Net 2.8.1 on the 100-case hippocampus, ResEnc M (reference/nnunet-v2-facts.md §3)
-NNUNET_FACTS = {
+# nnU-Net 2.8.1 on the 100-case hippocampus (reference/nnunet-v2-facts.md §3)
+NNUNET_FACTS = {  # ResEnc L and XL plan the same 3d network there (batch 71)
     ("hippocampus", "resenc-m", "3d_fullres"): 25_895_593,
     ("hippocampus", "resenc-m", "2d"): 8_728_681,
+    ("hippocampus", "resenc-l", "3d_fullres"): 25_895_593,
+    ("hippocampus", "resenc-xl", "3d_fullres"): 25_895_593,
 }
 
 
@@ -151,7 +154,7 @@ def count_rows(plans_by_name: dict[tuple[str, str], dict[str, Any]], nnunet: boo
     return rows
 
 
-def step_times(plans: dict[str, Any], batch: int, rounds: int) -> dict[str, Any]:
+def step_times(plans: dict[str, Any], batches: dict[str, int], rounds: int) -> dict[str, Any]:
     """Median seconds of one training step, autoseg's network and loss beside nnU-Net's."""
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -163,7 +166,7 @@ def step_times(plans: dict[str, Any], batch: int, rounds: int) -> dict[str, Any]
     classes = len(plans["labels"])
     for conf_name in ("3d_fullres", "2d"):
         conf = plans["configurations"][conf_name]
-        arch, patch = conf["architecture"], conf["patch_size"]
+        arch, patch, batch = conf["architecture"], conf["patch_size"], batches[conf_name]
         weights = deep_supervision_weights(arch["n_stages"] - 1)
         torch.manual_seed(0)
         nets = {"autoseg": build_network(arch, 1, classes), "nnunet": nnunet_network(arch, 1, classes)}
@@ -199,6 +202,7 @@ def step_times(plans: dict[str, Any], batch: int, rounds: int) -> dict[str, Any]
             "patch": patch,
             "batch": batch,
             **{k: statistics.median(v[1:]) for k, v in times.items()},
+            "rounds": times,
         }
         print(
             f"  step {conf_name} patch {patch} batch {batch}: "
@@ -211,15 +215,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--time", action="store_true", help="also time a training step (needs nnU-Net)")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=2, help="samples per step, 3d_fullres")
+    parser.add_argument("--batch-2d", type=int, default=32, help="samples per step, 2d")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--nnunet-venv", type=Path, default=NNUNET_VENV, help="reference nnU-Net environment")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    nnunet = NNUNET_VENV.is_dir()
+    nnunet = args.nnunet_venv.is_dir()
     if nnunet:
-        sys.path.extend(str(s) for s in sorted(NNUNET_VENV.glob("lib/python3*/site-packages")))
+        sys.path.extend(str(s) for s in sorted(args.nnunet_venv.glob("lib/python3*/site-packages")))
     fingerprints = {
         "hippocampus": compute_fingerprint(load_raw_dataset(args.dataset), num_workers=args.threads),
         "large-CT": large_ct_fingerprint(),
@@ -241,13 +247,15 @@ def main() -> None:
             f"| {r['blocks']} | {r['autoseg_params']:,} | {f'{ref:,}' if ref else 'n/a'} | {ratio} "
             f"| {r['autoseg_conv_elements']:,} | {r['plan_estimate']:,} | {f'{est:,}' if est else 'n/a'} |"
         )
-    source = f"get_network_from_plans ({NNUNET_VENV})" if nnunet else "nnunet-v2-facts.md"
+    source = f"get_network_from_plans ({args.nnunet_venv})" if nnunet else "nnunet-v2-facts.md"
     print(f"nnU-Net figures from: {source}")
     result: dict[str, Any] = {"threads": torch.get_num_threads(), "counts": rows}
     if args.time:
         if not nnunet:
-            raise SystemExit(f"--time needs nnU-Net in {NNUNET_VENV}: run bash benchmarks/setup_nnunet.sh")
-        result["step_s"] = step_times(plans[("hippocampus", "resenc-m")], args.batch, args.rounds)
+            raise SystemExit(f"--time needs nnU-Net in {args.nnunet_venv}: bash benchmarks/setup_nnunet.sh")
+        result["step_s"] = step_times(
+            plans[("hippocampus", "resenc-m")], {"3d_fullres": args.batch, "2d": args.batch_2d}, args.rounds
+        )
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1))
