@@ -112,7 +112,7 @@ def _check_architecture(arch: Mapping[str, Any]) -> None:
         if len(arch[key]) != n:
             problems.append(f"{key} has {len(arch[key])} entries, n_stages is {n}")
     if n < 3:
-        problems.append(f"n_stages={n}: DynUNet needs at least 3 stages (input, one down, bottleneck)")
+        problems.append(f"n_stages={n}: the U-Net needs at least 3 stages (input, one down, bottleneck)")
     dims = {len(k) for k in arch["kernel_sizes"]} | {len(s) for s in arch["strides"]}
     if len(dims) != 1 or not dims <= {2, 3}:
         problems.append(f"kernel_sizes/strides mix or use unsupported dimensionalities {sorted(dims)}")
