@@ -25,7 +25,8 @@ patch with ``--batch`` (3d) / ``--batch-2d`` samples (the plans' batches, 58 and
 for a GPU): forward, each tool's own deep-supervision Dice + CE loss
 (autoseg ``DeepSupervisionLoss(DiceCELoss)``; nnU-Net ``DeepSupervisionWrapper(DC_and_CE_loss)``,
 what nnU-Net's ResEnc trainer (the plain ``nnUNetTrainer``) uses), backward, clip to 12 and SGD
-(momentum 0.99, Nesterov), alternating the two networks over ``--rounds`` rounds, first dropped.
+(momentum 0.99, Nesterov), alternating the two networks over ``--rounds`` rounds, first dropped:
+median wall seconds and process CPU seconds per step.
 
 Usage::
 
@@ -190,24 +191,27 @@ def step_times(plans: dict[str, Any], batches: dict[str, int], rounds: int) -> d
             for k, n in nets.items()
         }
         times: dict[str, list[float]] = {k: [] for k in nets}
+        cpu: dict[str, list[float]] = {k: [] for k in nets}
         for r in range(rounds):
             for k in list(nets) if r % 2 == 0 else list(nets)[::-1]:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 opts[k].zero_grad(set_to_none=True)
                 losses[k](nets[k].train()(x), y).backward()
                 torch.nn.utils.clip_grad_norm_(nets[k].parameters(), 12)
                 opts[k].step()
                 times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
         out[conf_name] = {
             "patch": patch,
             "batch": batch,
             **{k: statistics.median(v[1:]) for k, v in times.items()},
+            **{f"{k}_cpu": statistics.median(v[1:]) for k, v in cpu.items()},
             "rounds": times,
+            "rounds_cpu": cpu,
         }
-        print(
-            f"  step {conf_name} patch {patch} batch {batch}: "
-            + ", ".join(f"{k} {v:.3f} s" for k, v in out[conf_name].items() if k in nets)
-        )
+        res = out[conf_name]
+        shown = ", ".join(f"{k} {res[k]:.3f} s (CPU {res[k + '_cpu']:.3f} s)" for k in nets)
+        print(f"  step {conf_name} patch {patch} batch {batch}: {shown}")
     return out
 
 
