@@ -117,6 +117,15 @@ class ResidualEncoderUNet(nn.Module):
 
     Shapes: ``(B, C, *patch) -> (B, K, *patch)`` in ``eval()``; in ``train()`` with deep supervision a
     list of ``num_heads`` logits ``(B, K, *patch // 2**i)`` (per the strides), highest first.
+
+    Example:
+        >>> norm, act = ("INSTANCE", {"affine": True}), ("LEAKYRELU", {"negative_slope": 0.01})
+        >>> net = ResidualEncoderUNet(2, 1, 3, [8, 16, 32], [[3, 3]] * 3, [[1, 1], [2, 2], [2, 2]],
+        ...                           [1, 3, 4], [1, 1], norm, act)
+        >>> [tuple(o.shape) for o in net.train()(torch.zeros(2, 1, 32, 32))]
+        [(2, 3, 32, 32), (2, 3, 16, 16)]
+        >>> net.eval()(torch.zeros(2, 1, 32, 32)).shape
+        torch.Size([2, 3, 32, 32])
     """
 
     def __init__(
