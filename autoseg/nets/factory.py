@@ -17,19 +17,16 @@ into ``(B, H, K, *patch)``: H times the memory of the logits and H full-resoluti
 five-line ``forward`` override returns the heads MONAI already computed, at their own size (for a
 4-stage 3D net the heads cost 1 + 1/8 of the logits' memory instead of 3x).
 
-``resenc`` versus nnU-Net's ``ResidualEncoderUNet``: MONAI builds **one** residual block per
-encoder stage (two convs, with a 1x1-conv + norm projection on the skip path when the stride or the
-width changes), and its decoder keeps two plain convs per stage. nnU-Net's ResEnc stacks
-``(1, 3, 4, 6, 6, 6, ...)`` residual blocks per encoder stage, has a stem conv and one decoder conv
-per stage. So ``blocks_per_stage_encoder``/``decoder`` of a ResEnc plan are not honoured here (the
-network is shallower than the planner's memory model assumed); ``plain`` matches nnU-Net's
-``PlainConvUNet`` (two conv-norm-LeakyReLU per stage, transposed-conv up, 1x1 heads, He init).
+Networks: ``plain`` matches nnU-Net's ``PlainConvUNet`` (two conv-norm-LeakyReLU per stage,
+transposed-conv up, 1x1 heads, He init; DynUNet has exactly two, so a plan asking for another number
+of plain blocks is an error); ``resenc`` is nnU-Net's ``ResidualEncoderUNet``
+(:mod:`autoseg.nets.resenc`: a stem, the plan's ``blocks_per_stage_encoder`` residual blocks and
+``blocks_per_stage_decoder`` convs per stage), the network the resenc-* planner presets size.
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +35,7 @@ from monai.networks.nets import DynUNet
 from torch import nn
 
 from autoseg.contracts.plans import Architecture
+from autoseg.nets.resenc import resenc_from_architecture
 
 __all__ = [
     "NETWORKS",
@@ -49,7 +47,6 @@ __all__ = [
     "register_network",
 ]
 
-log = logging.getLogger(__name__)
 
 NORMS: dict[str, tuple[str, dict[str, Any]]] = {
     "instance": ("INSTANCE", {"affine": True, "eps": 1e-5}),
@@ -116,7 +113,7 @@ def _check_architecture(arch: Mapping[str, Any]) -> None:
         if len(arch[key]) != n:
             problems.append(f"{key} has {len(arch[key])} entries, n_stages is {n}")
     if n < 3:
-        problems.append(f"n_stages={n}: DynUNet needs at least 3 stages (input, one down, bottleneck)")
+        problems.append(f"n_stages={n}: the U-Net needs at least 3 stages (input, one down, bottleneck)")
     dims = {len(k) for k in arch["kernel_sizes"]} | {len(s) for s in arch["strides"]}
     if len(dims) != 1 or not dims <= {2, 3}:
         problems.append(f"kernel_sizes/strides mix or use unsupported dimensionalities {sorted(dims)}")
@@ -148,19 +145,22 @@ def _dynunet(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bo
 
 @register_network("plain")
 def _plain(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bool) -> nn.Module:
+    for key, expected in (("blocks_per_stage_encoder", 2), ("blocks_per_stage_decoder", 2)):
+        blocks = arch.get(key)
+        if blocks is not None and any(int(b) != expected for b in blocks):
+            raise ValueError(
+                f"architecture (plain): {key}={list(blocks)}, but the plain U-Net (MONAI DynUNet) has "
+                f"{expected} convs per stage; plan with blocks {expected} or use network 'resenc'"
+            )
     return _dynunet(arch, in_channels, num_classes, ds, res=False)
 
 
 @register_network("resenc")
 def _resenc(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bool) -> nn.Module:
-    encoder_blocks = arch.get("blocks_per_stage_encoder")
-    if encoder_blocks is not None and any(int(b) != 1 for b in encoder_blocks):
-        log.info(
-            "resenc: MONAI DynUNet builds one residual block per encoder stage; the plan's "
-            "blocks_per_stage_encoder=%s are not honoured (see autoseg.nets.factory)",
-            list(encoder_blocks),
-        )
-    return _dynunet(arch, in_channels, num_classes, ds, res=True)
+    _check_architecture(arch)
+    norm = _lookup(NORMS, str(arch.get("norm", "instance")), "norm")
+    act = _lookup(NONLINEARITIES, str(arch.get("nonlinearity", "leakyrelu")), "nonlinearity")
+    return resenc_from_architecture(arch, in_channels, num_classes, ds, norm, act)
 
 
 def build_network(

@@ -34,7 +34,7 @@ RESENC_3D = {
     **HIPPOCAMPUS_3D,
     "network": "resenc",
     "blocks_per_stage_encoder": [1, 3, 4, 6],
-    "blocks_per_stage_decoder": [1],
+    "blocks_per_stage_decoder": [1, 1, 1],
 }
 
 CASES: dict[str, tuple[dict[str, Any], tuple[int, ...], list[tuple[int, ...]]]] = {
@@ -80,11 +80,11 @@ def test_without_deep_supervision_train_mode_returns_a_tensor() -> None:
         assert not any("deep_supervision_heads" in k for k in net.state_dict())
 
 
-def test_resenc_has_residual_projections_plain_does_not() -> None:
+def test_resenc_has_residual_shortcuts_plain_does_not() -> None:
     plain = build_network(HIPPOCAMPUS_3D, 1, 2)
     resenc = build_network(RESENC_3D, 1, 2)
-    assert not any(name.endswith("conv3") for name, _ in plain.named_modules())
-    assert any(name.endswith("conv3") for name, _ in resenc.named_modules())
+    assert not any(name.endswith("skip") for name, _ in plain.named_modules())
+    assert sum(name.endswith("skip") for name, _ in resenc.named_modules()) == 1 + 3 + 4 + 6
 
 
 def test_parameter_count_grows_with_features() -> None:
