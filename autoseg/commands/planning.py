@@ -13,6 +13,8 @@ from typing import Any
 from autoseg.commands.common import compose_config, dataset_folders, dataset_root
 
 log = logging.getLogger("autoseg")
+#: Trainer keys that plans.json's run record leaves out (each fold's run.json has them).
+TRAINING_ONLY = ("loss", "optimizer", "amp_dtype", "max_nonfinite_steps", "augment_on")
 
 
 def _planner(cfg: Any, args: argparse.Namespace) -> Any:
@@ -118,16 +120,17 @@ def _fingerprint_reusable(path: Path, nonfinite: float | None) -> bool:
 def _planning_record(cfg: Any, choice: Any) -> dict[str, Any]:
     """The resolved config recorded in plans.json.
 
-    The training-only parts (the ``augment`` group, ``trainer.loss``, ``trainer.optimizer``) are left
-    out: each fold's run.json records them. ``preprocessing`` is there when it is not the default, so
-    plans made with nnU-Net's preprocessing stay byte for byte what they were.
+    The training-only parts added after plans.json's schema 1 (the ``augment`` group and the trainer
+    keys in :data:`TRAINING_ONLY`) are left out: each fold's run.json records them. ``preprocessing``
+    is there when it is not the default, so plans made with nnU-Net's preprocessing stay byte for
+    byte what they were.
     """
     from autoseg.config import to_plain
     from autoseg.preprocessing.steps import PreprocessingChoice
 
     record = to_plain(cfg)
     record.pop("augment", None)
-    for key in ("loss", "optimizer"):
+    for key in TRAINING_ONLY:
         record.get("trainer", {}).pop(key, None)
     if choice == PreprocessingChoice():
         record.pop("preprocessing", None)

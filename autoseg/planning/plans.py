@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.contracts.plans import DEFAULT_RESAMPLING, PLANS_SCHEMA_VERSION
 from autoseg.planning.planner import Explanation, PlannedConfiguration, plan_configuration, plan_lowres
 from autoseg.planning.presets import PlannerConfig
@@ -150,71 +152,14 @@ def build_plans(
     """
     fixed = parse_plan_overrides(overrides)
     explain = Explanation()
-    cases = fingerprint["cases"]
-    spacings = [c["spacing"] for c in cases]
-    shapes = [c["shape_after_crop"] for c in cases]
-    num_cases = len(cases)
     labels = fingerprint["labels"]
-    num_classes = len({v for v in labels.values() if not isinstance(v, list)} | {0}) if labels else 2
+    num_classes = LabelManager.from_labels(labels, strict=False).num_outputs if labels else 2
     channel_names = {int(k): v for k, v in fingerprint["channel_names"].items()}
-    schemes, use_mask = normalization_for(channel_names, fingerprint["median_relative_size_after_cropping"])
     choice = preprocessing or PreprocessingChoice()
-    if choice.normalization != "auto":
-        schemes = [choice.normalization] * len(schemes)
-        small = fingerprint["median_relative_size_after_cropping"] < 0.75
-        use_mask = [s in ("zscore", "histogram") and small for s in schemes]
-        explain.add(f"normalization {choice.normalization!r} for every channel (preprocessing.normalization)")
-    explain.add(
-        f"normalization per channel: {dict(zip(channel_names.values(), schemes, strict=True))}, "
-        f"non-zero mask {use_mask} (median size after cropping "
-        f"{fingerprint['median_relative_size_after_cropping']:.0%} of the image; the mask is used below 75%)"
-    )
-
-    decision = target_spacing(spacings, shapes, cfg.anisotropy_threshold)
-    full_spacing = np.asarray(fixed.get("3d_fullres", {}).get("spacing", decision.spacing), dtype=np.float64)
-    if "spacing" in fixed.get("3d_fullres", {}):
-        explain.add(f"target spacing {full_spacing.tolist()} (given on the command line)")
-    else:
-        explain.add(f"target spacing {[round(float(s), 5) for s in full_spacing]}: {decision.rule}")
-    forward, backward = transpose_axes(full_spacing)
-    explain.add(f"axis order {forward}: the coarsest axis first (transpose_forward)")
-    median = median_shape_at(shapes, spacings, full_spacing)[forward]
-    spacing_t = full_spacing[forward]
-    dataset_voxels = float(np.prod(median)) * num_cases
-    is_2d_data = median[0] <= 1
-
+    schemes, use_mask = _normalization(fingerprint, channel_names, choice, explain)
+    grid = _grid(fingerprint, cfg, fixed, explain)
+    full, lowres = _plan_3d(grid, num_classes, cfg, fixed, explain)
     configs: dict[str, dict[str, Any]] = {}
-    full: PlannedConfiguration | None = None
-    if not is_2d_data and ("3d_fullres" in cfg.configurations or "3d_lowres" in cfg.configurations):
-        over = fixed.get("3d_fullres", {})
-        full = plan_configuration(
-            spacing_t,
-            median,
-            dataset_voxels,
-            num_classes,
-            cfg,
-            explain,
-            patch_size=over.get("patch_size"),
-            tag="3d_fullres",
-        )
-    lowres = None
-    if full is not None and "3d_lowres" in cfg.configurations:
-        over = fixed.get("3d_lowres", {})
-        if "spacing" in over:
-            lr_spacing = np.asarray(over["spacing"], dtype=np.float64)
-            lr_median = np.round(spacing_t / lr_spacing * median)
-            lowres = plan_configuration(
-                lr_spacing,
-                lr_median,
-                float(np.prod(lr_median)) * num_cases,
-                num_classes,
-                cfg,
-                explain,
-                patch_size=over.get("patch_size"),
-                tag="3d_lowres",
-            )
-        else:
-            lowres = plan_lowres(full, median, num_cases, num_classes, cfg, explain)
     if full is not None and "3d_fullres" in cfg.configurations:
         configs["3d_fullres"] = _configuration_dict(
             "3d_fullres", full, cfg, schemes, use_mask, lowres is not None
@@ -224,34 +169,28 @@ def build_plans(
         configs["3d_lowres"]["next_stage"] = "3d_cascade_fullres"
         configs["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
     if "2d" in cfg.configurations:
-        over = fixed.get("2d", {})
         plan2d = plan_configuration(
-            spacing_t[1:],
-            median[1:],
-            dataset_voxels,
+            grid.spacing[1:],
+            grid.median[1:],
+            grid.dataset_voxels,
             num_classes,
             cfg,
             explain,
-            patch_size=over.get("patch_size"),
+            patch_size=fixed.get("2d", {}).get("patch_size"),
             tag="2d",
         )
         configs["2d"] = _configuration_dict("2d", plan2d, cfg, schemes, use_mask, True)
     _apply_simple_overrides(configs, fixed, explain)
-    if choice.denoise_spec() is not None:
-        for conf in configs.values():
-            if "patch_size" in conf:
-                conf["preprocessing"] = {"denoise": choice.denoise_spec()}
-        explain.add(f"denoising {choice.denoise_spec()} before normalization (preprocessing.denoise)")
-
+    _add_denoising(configs, choice, explain)
     plans = {
         "dataset_name": fingerprint["dataset_name"],
         "plans_name": cfg.name,
-        "planner": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
+        "planner": _planner_record(cfg),
         "overrides": list(overrides),
-        "transpose_forward": forward,
-        "transpose_backward": backward,
-        "original_median_spacing_after_transp": [float(s) for s in spacing_t],
-        "original_median_shape_after_transp": [int(round(m)) for m in median],
+        "transpose_forward": grid.forward,
+        "transpose_backward": grid.backward,
+        "original_median_spacing_after_transp": [float(s) for s in grid.spacing],
+        "original_median_shape_after_transp": [int(round(m)) for m in grid.median],
         "channel_names": {str(k): v for k, v in channel_names.items()},
         "labels": labels,
         "foreground_intensity_properties_per_channel": fingerprint[
@@ -261,6 +200,115 @@ def build_plans(
         "fingerprint": dict(fingerprint),
     }
     return plans, explain
+
+
+def _planner_record(cfg: PlannerConfig) -> dict[str, Any]:
+    """The planner settings as plans.json records them (``gpu_memory_source`` only when not the default)."""
+    record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    if record.get("gpu_memory_source") == "default":
+        del record["gpu_memory_source"]
+    return record
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The full-resolution grid, in the transposed axis order."""
+
+    spacing: np.ndarray
+    median: np.ndarray
+    forward: list[int]
+    backward: list[int]
+    num_cases: int
+
+    @property
+    def dataset_voxels(self) -> float:
+        return float(np.prod(self.median)) * self.num_cases
+
+
+def _normalization(
+    fingerprint: Mapping[str, Any],
+    channel_names: Mapping[int, str],
+    choice: PreprocessingChoice,
+    explain: Explanation,
+) -> tuple[list[str], list[bool]]:
+    relative = fingerprint["median_relative_size_after_cropping"]
+    schemes, use_mask = normalization_for(channel_names, relative)
+    if choice.normalization != "auto":
+        schemes = [choice.normalization] * len(schemes)
+        use_mask = [s in ("zscore", "histogram") and relative < 0.75 for s in schemes]
+        explain.add(f"normalization {choice.normalization!r} for every channel (preprocessing.normalization)")
+    explain.add(
+        f"normalization per channel: {dict(zip(channel_names.values(), schemes, strict=True))}, "
+        f"non-zero mask {use_mask} (median size after cropping "
+        f"{relative:.0%} of the image; the mask is used below 75%)"
+    )
+    return schemes, use_mask
+
+
+def _grid(
+    fingerprint: Mapping[str, Any], cfg: PlannerConfig, fixed: Mapping[str, Any], explain: Explanation
+) -> _Grid:
+    cases = fingerprint["cases"]
+    spacings = [c["spacing"] for c in cases]
+    shapes = [c["shape_after_crop"] for c in cases]
+    decision = target_spacing(spacings, shapes, cfg.anisotropy_threshold)
+    full_spacing = np.asarray(fixed.get("3d_fullres", {}).get("spacing", decision.spacing), dtype=np.float64)
+    if "spacing" in fixed.get("3d_fullres", {}):
+        explain.add(f"target spacing {full_spacing.tolist()} (given on the command line)")
+    else:
+        explain.add(f"target spacing {[round(float(s), 5) for s in full_spacing]}: {decision.rule}")
+    forward, backward = transpose_axes(full_spacing)
+    explain.add(f"axis order {forward}: the coarsest axis first (transpose_forward)")
+    median = median_shape_at(shapes, spacings, full_spacing)[forward]
+    return _Grid(full_spacing[forward], median, forward, backward, len(cases))
+
+
+def _plan_3d(
+    grid: _Grid, num_classes: int, cfg: PlannerConfig, fixed: Mapping[str, Any], explain: Explanation
+) -> tuple[PlannedConfiguration | None, PlannedConfiguration | None]:
+    """(3d_fullres, 3d_lowres) plans; None where not planned (2D data, not asked, or not needed)."""
+    if grid.median[0] <= 1 or not {"3d_fullres", "3d_lowres"} & set(cfg.configurations):
+        return None, None
+    full = plan_configuration(
+        grid.spacing,
+        grid.median,
+        grid.dataset_voxels,
+        num_classes,
+        cfg,
+        explain,
+        patch_size=fixed.get("3d_fullres", {}).get("patch_size"),
+        tag="3d_fullres",
+    )
+    if "3d_lowres" not in cfg.configurations:
+        return full, None
+    over = fixed.get("3d_lowres", {})
+    if "spacing" not in over:
+        return full, plan_lowres(full, grid.median, grid.num_cases, num_classes, cfg, explain)
+    lr_spacing = np.asarray(over["spacing"], dtype=np.float64)
+    lr_median = np.round(grid.spacing / lr_spacing * grid.median)
+    lowres = plan_configuration(
+        lr_spacing,
+        lr_median,
+        float(np.prod(lr_median)) * grid.num_cases,
+        num_classes,
+        cfg,
+        explain,
+        patch_size=over.get("patch_size"),
+        tag="3d_lowres",
+    )
+    return full, lowres
+
+
+def _add_denoising(
+    configs: dict[str, dict[str, Any]], choice: PreprocessingChoice, explain: Explanation
+) -> None:
+    spec = choice.denoise_spec()
+    if spec is None:
+        return
+    for conf in configs.values():
+        if "patch_size" in conf:
+            conf["preprocessing"] = {"denoise": spec}
+    explain.add(f"denoising {spec} before normalization (preprocessing.denoise)")
 
 
 def histogram_channels(plans: Mapping[str, Any]) -> list[int]:
