@@ -130,11 +130,13 @@ def compute_fingerprint(
     pooled = np.concatenate([c.samples for c in cases], axis=1)
     spacings = np.array([c.spacing for c in cases])
     shapes = np.array([c.shape_after_crop for c in cases])
+    order = dataset.description.get("regions_class_order")
     return {
         "dataset_name": dataset.name,
         "num_cases": len(cases),
         "channel_names": {str(k): v for k, v in dataset.channel_names.items()},
         "labels": dataset.labels,
+        **({"regions_class_order": [int(v) for v in order]} if dataset.has_regions and order else {}),
         "file_ending": dataset.file_ending,
         "cases": [
             {

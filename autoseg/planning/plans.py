@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.contracts.plans import DEFAULT_RESAMPLING, PLANS_SCHEMA_VERSION
 from autoseg.planning.planner import Explanation, PlannedConfiguration, plan_configuration, plan_lowres
 from autoseg.planning.presets import PlannerConfig
@@ -145,7 +146,9 @@ def build_plans(
     shapes = [c["shape_after_crop"] for c in cases]
     num_cases = len(cases)
     labels = fingerprint["labels"]
-    num_classes = len({v for v in labels.values() if not isinstance(v, list)} | {0}) if labels else 2
+    order = fingerprint.get("regions_class_order")  # only region datasets have it
+    # network outputs: one per class (ignore excluded), or one per region
+    num_classes = LabelManager.from_labels(labels, order, strict=False).num_outputs if labels else 2
     channel_names = {int(k): v for k, v in fingerprint["channel_names"].items()}
     schemes, use_mask = normalization_for(channel_names, fingerprint["median_relative_size_after_cropping"])
     explain.add(
@@ -233,6 +236,7 @@ def build_plans(
         "original_median_shape_after_transp": [int(round(m)) for m in median],
         "channel_names": {str(k): v for k, v in channel_names.items()},
         "labels": labels,
+        **({"regions_class_order": list(order)} if order else {}),
         "foreground_intensity_properties_per_channel": fingerprint[
             "foreground_intensity_properties_per_channel"
         ],

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.contracts.plans import Plans
 from autoseg.io.dataset import Case, RawDataset
 from autoseg.io.images import Geometry
 from autoseg.io.problems import error
 from autoseg.io.validation import load_and_check_case, raise_for_problems
 from autoseg.preprocessing.crop import bbox_slices, crop_with_mask, nonzero_bbox, paste_into
-from autoseg.preprocessing.locations import sample_class_locations
+from autoseg.preprocessing.locations import ANNOTATED, sample_class_locations
 from autoseg.preprocessing.normalize import get_normalizer, normalize
 from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_for, transpose_of
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
@@ -160,6 +161,7 @@ def _preprocess_one(
     digest: str,
     labels: Sequence[int],
     seed: int,
+    ignore_label: int | None = None,
 ) -> dict[str, Any]:
     """Worker: read, preprocess and write one case; returns a small summary, never arrays."""
     start = time.perf_counter()
@@ -171,7 +173,7 @@ def _preprocess_one(
     data, seg, properties = preprocess_case(loaded, plans, configuration)
     del loaded
     assert seg is not None
-    locations = sample_class_locations(seg, labels, seed)
+    locations = sample_class_locations(seg, labels, seed, ignore_label)
     save_case(folder, case.name, data, seg, properties, locations, digest)
     return {
         "case": case.name,
@@ -215,8 +217,10 @@ def preprocess_dataset(
         get_normalizer(scheme)  # fail before starting workers
     transpose_of(plans)
     folder = Path(out_root) / conf.data_identifier
-    labels = [v for v in dataset.foreground_labels if v > 0]
-    digest = plan_hash(plans, configuration, labels, seed)
+    label_manager = LabelManager.from_labels(dataset.labels, strict=False)
+    labels = list(label_manager.foreground_values)  # ignore excluded: it gets the ANNOTATED key instead
+    ignore = label_manager.ignore_label
+    digest = plan_hash(plans, configuration, labels if ignore is None else [*labels, ANNOTATED], seed)
     todo = [c for c in dataset.cases if not is_case_complete(folder, c.name, digest)]
     log.info(
         "preprocess %s: %d of %d cases to do in %s", configuration, len(todo), len(dataset.cases), folder
@@ -232,6 +236,7 @@ def preprocess_dataset(
         digest=digest,
         labels=labels,
         seed=seed,
+        ignore_label=ignore,
     )
     results = parallel_map(work, todo, num_workers=num_workers, desc=f"preprocess {configuration}")
     problems = [p for r in results for p in r["problems"]]

@@ -43,7 +43,7 @@ from autoseg.training.fold_io import validate_only as validate_only  # re-export
 from autoseg.training.fold_io import versions as versions  # re-exported
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
-from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
+from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
 from autoseg.utils.device import pick_device as pick_device  # re-exported
@@ -89,6 +89,8 @@ def build_parts(
     from autoseg.data.augment import Augmenter
 
     in_channels = spec.plans.num_channels
+    label_manager = spec.plans.labels
+    regions = label_manager.region_values if label_manager.has_regions else None
     augmenter = Augmenter(patch, num_channels=in_channels)  # nnU-Net's augmentation set for this patch
     train_sampler = PatchSampler(
         PreprocessedCases(spec.data_folder, spec.train_cases),
@@ -96,9 +98,14 @@ def build_parts(
         batch_size,
         cfg.oversample_foreground,
         augmenter.crop_size,
+        regions,
     )
     val_sampler = PatchSampler(
-        PreprocessedCases(spec.data_folder, spec.val_cases), patch, batch_size, cfg.oversample_foreground
+        PreprocessedCases(spec.data_folder, spec.val_cases),
+        patch,
+        batch_size,
+        cfg.oversample_foreground,
+        regions=regions,
     )
     workers = _num_workers(cfg, distributed.local_world_size)
     pin = device.type == "cuda"
@@ -117,8 +124,6 @@ def build_parts(
         max(0, workers // 2),
         pin,
     )
-    label_manager = spec.plans.labels
-    _check_trainable(label_manager, spec)
     torch.manual_seed(cfg.seed)  # the same initial weights for the same seed (on every rank)
     network = build_network(conf.architecture, in_channels, label_manager.num_outputs).to(device)
     if cfg.compile:
@@ -127,7 +132,7 @@ def build_parts(
     optimizer = torch.optim.SGD(
         network.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
     )
-    base = DiceCELoss(batch_dice=conf.batch_dice)
+    base = make_loss(label_manager, conf.batch_dice)
     heads = conf.architecture.n_stages - 1
     dtype, needs_scaler = _mixed_precision(cfg, device)
     return TrainingParts(
@@ -137,26 +142,24 @@ def build_parts(
         val_loss=base,
         train_batches=iter(train_loader),
         val_batches=iter(val_loader),
-        labels=[v for v in label_manager.class_values if v != 0],
+        labels=list(range(1, label_manager.num_outputs + 1))
+        if label_manager.has_regions
+        else [v for v in label_manager.class_values if v != 0],
         device=device,
         scaler=torch.amp.GradScaler("cuda") if needs_scaler else None,
         autocast_dtype=dtype,
         distributed=distributed,
+        ignore_label=label_manager.ignore_label,
+        regions=regions,
     )
 
 
-def _check_trainable(labels: LabelManager, spec: FoldSpec) -> None:
-    """Region-based training and the ignore label need their own loss; refuse them clearly until then."""
+def make_loss(labels: LabelManager, batch_dice: bool) -> DiceCELoss | RegionDiceBCELoss:
+    """The loss the labels need: Dice + BCE per region (sigmoid outputs) with regions, else Dice + CE
+    (softmax); the ignore label, if any, masked out of both terms."""
     if labels.has_regions:
-        raise ValueError(
-            f"{spec.plans.dataset_name}: the labels define regions ({', '.join(labels.regions)}); "
-            "region-based training (sigmoid outputs) is not supported by this trainer yet"
-        )
-    if labels.ignore_label is not None:
-        raise ValueError(
-            f"{spec.plans.dataset_name}: the label 'ignore' ({labels.ignore_label}) needs a loss that "
-            "masks it, which this trainer does not have yet; remove the ignore label to train"
-        )
+        return RegionDiceBCELoss(labels.region_values, batch_dice, ignore_index=labels.ignore_label)
+    return DiceCELoss(batch_dice=batch_dice, ignore_index=labels.ignore_label)
 
 
 def early_stop(cfg: TrainerConfig, say: Callable[[str], None]) -> Callback:
@@ -240,8 +243,7 @@ def train_fold(
         restore_parts(parts, checkpoint)
     run_log = None
     if main:
-        names = spec.plans.labels.names
-        run_log = RunLog(spec.output, [names[v] for v in parts.labels])
+        run_log = RunLog(spec.output, list(spec.plans.labels.output_names)[-len(parts.labels) :])
         write_run_info(spec, cfg, device, config or {})
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):
