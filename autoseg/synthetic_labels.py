@@ -41,20 +41,20 @@ _LEVELS = np.array([[1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 2.0, 3.0]], dtype=np.float3
 
 
 def regions_case(
-    shape: tuple[int, int, int], seed: int, noise: float = 0.15
+    shape: tuple[int, int, int], seed: int, noise: float = 0.1
 ) -> tuple[list[np.ndarray], np.ndarray, Geometry]:
     """One case: two float32 channels (0 outside a spherical head), the uint8 label map, 1 mm voxels.
 
-    The three structures are nested ellipsoids sharing a random centre: radii about 35 %, 65 % and
-    40 % of the one outside them (edema > necrosis-with-enhancing > enhancing).
+    The three structures are nested ellipsoids sharing a random centre: radii about a third of the
+    volume, then about 80 % and 60 % of that (edema > necrosis-with-enhancing > enhancing).
     """
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
     size = np.asarray(shape, dtype=np.float32)
     centre = size / 2 + rng.uniform(-0.12, 0.12, 3) * size
-    whole = rng.uniform(0.26, 0.32, 3) * size
+    whole = rng.uniform(0.30, 0.36, 3) * size
     label = np.zeros(shape, np.uint8)
-    nested = ((1, whole), (2, whole * rng.uniform(0.6, 0.7)), (3, whole * rng.uniform(0.38, 0.45)))
+    nested = ((1, whole), (2, whole * rng.uniform(0.78, 0.82)), (3, whole * rng.uniform(0.58, 0.62)))
     for value, radii in nested:
         inside = (((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0) <= 1
         label[inside] = value

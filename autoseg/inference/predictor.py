@@ -171,7 +171,7 @@ class ConfigurationPredictor:
     def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
         probs = self.plans.labels.activate(self.logits(data)).numpy()
-        return revert_preprocessing(probs, properties)
+        return revert_preprocessing(probs, properties, regions=self.plans.labels.has_regions)
 
     def predict(self, name: str, images: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""

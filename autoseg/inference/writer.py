@@ -46,7 +46,8 @@ def export_prediction(
     Example:
         >>> seg, files = export_prediction("c1", ".nii.gz", [(probs, props)], geometry, out)  # doctest: +SKIP
     """
-    native = [revert_preprocessing(probs, props) for probs, props in probs_per_config]
+    regions = labels is not None and labels.has_regions
+    native = [revert_preprocessing(probs, props, regions=regions) for probs, props in probs_per_config]
     probabilities = native[0] if len(native) == 1 else average_probabilities(native)
     seg = segmentation_from(probabilities, postprocessing, labels)
     written = [write_image(seg, geometry, output / f"{name}{ending}")]

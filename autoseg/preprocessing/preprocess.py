@@ -99,20 +99,26 @@ def preprocess_case(
 
 
 def revert_preprocessing(
-    array: np.ndarray, properties: Mapping[str, Any], order: int | None = None, order_z: int | None = None
+    array: np.ndarray,
+    properties: Mapping[str, Any],
+    order: int | None = None,
+    order_z: int | None = None,
+    regions: bool = False,
 ) -> np.ndarray:
     """Map a preprocessed-space array back onto the case's original voxel grid.
 
     A segmentation (Z', Y', X') is resampled label-safe (order ``seg_order``; -1 becomes
     0); probabilities (K, Z', Y', X') with ``probabilities_order``. Then the array is
     pasted into the crop bbox (outside: label 0, or probability 1 for class 0 and 0 for
-    the others) and transposed back.
+    the others; with ``regions``, 0 for every region) and transposed back.
 
     Args:
         array: segmentation (*spatial) or probabilities (K, *spatial) in preprocessed space.
         properties: the case's properties from :func:`preprocess_case`.
         order: interpolation order (default from ``properties["resampling"]``).
         order_z: order along the coarse axis of anisotropic data (default likewise).
+        regions: the channels are independent region probabilities (sigmoid), not a softmax
+            whose channel 0 is the background.
 
     Returns:
         An array of shape ``geometry.shape`` (with a leading K for probabilities), to be
@@ -138,7 +144,8 @@ def revert_preprocessing(
         out = paste_into(probs, bbox, full, 0)
         outside = np.ones(out.shape[1:], dtype=bool)
         outside[bbox_slices(bbox)] = False
-        out[0][outside] = 1
+        if not regions:
+            out[0][outside] = 1
         out = out.transpose([0, *(a + 1 for a in backward)])
     else:
         raise ValueError(
