@@ -185,6 +185,14 @@ class LabelManager:
         }
 
     @property
+    def label_map_names(self) -> dict[int, str]:
+        """``value -> name`` of the values a predicted label map holds (background included): the
+        plain labels, or with regions each ``regions_class_order`` value named by its region."""
+        if not self.has_regions or self.regions_class_order is None:
+            return self.names
+        return {0: "background", **dict(zip(self.regions_class_order, self.output_names, strict=False))}
+
+    @property
     def region_values(self) -> tuple[tuple[int, ...], ...]:
         """The values of each region, in output order (empty without regions)."""
         return tuple(self.regions.values())

@@ -61,7 +61,7 @@ def _raw_references(raw_root: Path) -> tuple[Path, str]:
 def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> dict:
     """Predict and export every validation case, score it, write ``validation/summary.json``."""
     label_manager = spec.plans.labels
-    names = label_manager.names
+    names = label_manager.label_map_names
     out = spec.output / "validation"
     out.mkdir(parents=True, exist_ok=True)
     native = spec.raw_root is not None

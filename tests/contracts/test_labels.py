@@ -41,3 +41,9 @@ def test_activation_is_softmax_or_sigmoid() -> None:
 def test_ignore_must_be_the_highest_value_with_the_fix() -> None:
     with pytest.raises(LabelError, match="renumber it to 3"):
         LabelManager.from_labels({"background": 0, "ignore": 1, "a": 2})
+
+
+def test_label_map_names_name_the_painted_values() -> None:
+    assert BRATS.label_map_names == {0: "background", 1: "whole", 2: "core", 3: "enhancing"}
+    plain = LabelManager.from_labels({"background": 0, "a": 1, "ignore": 2})
+    assert plain.label_map_names == {0: "background", 1: "a"}
