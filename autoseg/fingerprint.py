@@ -147,11 +147,13 @@ def compute_fingerprint(
     if nonfinite is not None:
         files = {f: n for c in cases for f, n in c.replaced.items()}
         extra["nonfinite_intensities"] = {"replaced_with": float(nonfinite), "files": files}
+    order = dataset.description.get("regions_class_order")
     return {
         "dataset_name": dataset.name,
         "num_cases": len(cases),
         "channel_names": {str(k): v for k, v in dataset.channel_names.items()},
         "labels": dataset.labels,
+        **({"regions_class_order": [int(v) for v in order]} if dataset.has_regions and order else {}),
         "file_ending": dataset.file_ending,
         "cases": [
             {

@@ -31,10 +31,10 @@ def _dataset_json(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]
 
 
 def _ignore_label(labels: dict[str, Any]) -> int | None:
-    for name, value in labels.items():
-        if name.lower() == "ignore" and isinstance(value, int):
-            return int(value)
-    return None
+    """dataset.json's ignore value (the label manager's answer; types checked, not the order)."""
+    from autoseg.contracts.labels import LabelManager
+
+    return LabelManager.from_labels(labels, strict=False).ignore_label
 
 
 def resolve_classes(args: argparse.Namespace) -> tuple[dict[str, list[int]], int | None, str]:

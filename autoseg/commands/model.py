@@ -36,6 +36,7 @@ def cmd_find_best(args: argparse.Namespace) -> int:
             ending=raw.file_ending,
             ensembles=not args.no_ensembles,
             tolerance_mm=args.tolerance,
+            labels=model.configuration(configs[0]).plans.labels if configs else None,
         )
         selection = find_best(inputs, args.num_workers)
     print("cross-validation, mean foreground Dice (per class):")

@@ -35,6 +35,13 @@ def _planner(cfg: Any, args: argparse.Namespace) -> Any:
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from autoseg.synthetic import SyntheticSpec, generate_dataset
 
+    if args.regions:
+        from autoseg.synthetic_labels import generate_regions_dataset
+
+        out = generate_regions_dataset(args.out_folder, args.num_cases, tuple(args.shape), args.seed)
+        print(f"synthetic BraTS-like region dataset with {args.num_cases} cases written to {out}")
+        return 0
+
     spec = SyntheticSpec(
         num_cases=args.num_cases,
         channels=args.channels,
@@ -209,6 +216,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", choices=["ct", "mr"], default="mr")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument(
+        "--regions",
+        action="store_true",
+        help="BraTS-like instead: 2 MR channels, nested regions whole/core/enhancing (uses --num-cases, "
+        "--shape, --seed)",
+    )
     p.set_defaults(func=cmd_synthetic)
 
     dataset_cmd("validate", "check a raw dataset and list every problem").set_defaults(func=cmd_validate)

@@ -122,7 +122,7 @@ def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
     """Extra outputs per case; ``labels`` is the model's :class:`autoseg.contracts.LabelManager`."""
     from autoseg.inference.dicom_inputs import dicom_seg_writer, overlay_writer
 
-    names = {value: name for value, name in labels.names.items() if value != 0}
+    names = {value: name for value, name in labels.label_map_names.items() if value != 0}
     writers: list[Any] = []
     if args.dicom_seg:
         writers.append(dicom_seg_writer(names))

@@ -63,6 +63,13 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
     plans_name = args.plans_name or "default"
     plans = read_plans(folders, plans_name)
     planned = plans.planned
+    stage = plans.configurations.get(configuration)
+    if stage is not None and stage.previous_stage is not None:
+        raise ValueError(
+            f"configuration {configuration!r} is the second stage of the 3d cascade (after "
+            f"{stage.previous_stage}), which autoseg cannot train or predict yet; train "
+            f"{', '.join(planned)} instead"
+        )
     if configuration not in planned:
         raise ValueError(
             f"configuration {configuration!r} is not in {folders.plans(plans_name)} "

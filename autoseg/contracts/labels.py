@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LabelError", "LabelManager"]
 
@@ -178,6 +183,62 @@ class LabelManager:
             for n, vs, _ in self.labels
             if n.lower() not in ("background", IGNORE_NAME) and vs != (0,)
         }
+
+    @property
+    def label_map_names(self) -> dict[int, str]:
+        """``value -> name`` of the values a predicted label map holds (background included): the
+        plain labels, or with regions each ``regions_class_order`` value named by its region."""
+        if not self.has_regions or self.regions_class_order is None:
+            return self.names
+        return {0: "background", **dict(zip(self.regions_class_order, self.output_names, strict=False))}
+
+    @property
+    def region_values(self) -> tuple[tuple[int, ...], ...]:
+        """The values of each region, in output order (empty without regions)."""
+        return tuple(self.regions.values())
+
+    def activate(self, logits: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Probabilities of logits: sigmoid per region, else softmax over the classes (axis ``dim``).
+
+        Example:
+            >>> import torch
+            >>> LabelManager.from_labels({"background": 0, "a": 1}).activate(torch.zeros(2, 3)).sum(0)
+            tensor([1., 1., 1.])
+        """
+        import torch
+
+        return torch.sigmoid(logits) if self.has_regions else torch.softmax(logits, dim=dim)
+
+    def segmentation(self, probabilities: np.ndarray) -> np.ndarray:
+        """Label map (uint8, uint16 for larger values) of probabilities (K, *spatial).
+
+        Plain labels: the argmax, mapped to the class values (never the ignore value, which has no
+        output). Regions: every region whose probability is > 0.5 paints its
+        ``regions_class_order`` value, in output order, so later regions overwrite earlier ones
+        (nnU-Net's convention: BraTS whole, core, enhancing -> 1 | 2 | 3).
+
+        Example:
+            >>> brats = LabelManager.from_labels({"background": 0, "whole": [1, 2], "core": [2]},
+            ...                                  regions_class_order=[1, 2])
+            >>> brats.segmentation(np.array([[0.9, 0.9, 0.1], [0.2, 0.8, 0.9]])).tolist()
+            [1, 2, 0]
+        """
+        if probabilities.shape[0] != self.num_outputs:
+            raise ValueError(
+                f"probabilities have {probabilities.shape[0]} channels, the labels {list(self.output_names)} "
+                f"need {self.num_outputs}"
+            )
+        top = max(self.all_values)
+        dtype = np.uint8 if top <= 255 else np.uint16
+        if not self.has_regions:
+            index = probabilities.argmax(0)
+            values = np.asarray(self.class_values, dtype=dtype)
+            return index.astype(dtype) if values.tolist() == list(range(len(values))) else values[index]
+        assert self.regions_class_order is not None
+        seg = np.zeros(probabilities.shape[1:], dtype=dtype)
+        for channel, value in enumerate(self.regions_class_order):
+            seg[probabilities[channel] > 0.5] = value
+        return seg
 
     def to_json(self) -> dict[str, Any]:
         """The labels as dataset.json writes them (regions as lists)."""

@@ -11,6 +11,11 @@ deterministic one.
 One deliberate difference: a forced crop is clamped to the range of random crops on both
 sides (nnU-Net clamps the lower side only), so a foreground voxel near the far border does
 not produce a patch that is half padding. The voxel stays inside the patch.
+
+Region datasets (``regions``) force over regions: a random region with stored voxels, then a
+random stored voxel of any of its values. With an ignore label, a case without foreground
+centres its forced crop on an annotated voxel (key
+:data:`~autoseg.preprocessing.locations.ANNOTATED`), so forced patches hold annotations.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from autoseg.data.cases import PreprocessedCases
 from autoseg.data.spatial import rotation_matrices
+from autoseg.preprocessing.locations import ANNOTATED
 
 __all__ = ["CropSpec", "PatchSampler", "enlarged_crop_size"]
 
@@ -36,7 +42,8 @@ class CropSpec:
             negative or reach past the image (padded).
         force_foreground: whether the sample was forced to contain foreground.
         slice_index: the z slice (2D configurations), else None.
-        label: the foreground class the crop is centred on, None for a random crop.
+        label: the foreground class the crop is centred on (regions: the region's index; an
+            annotated voxel: ``ANNOTATED``), None for a random crop.
     """
 
     case: str
@@ -136,6 +143,7 @@ class PatchSampler:
             ``batch_size - round(batch_size * (1 - p))`` samples are forced to foreground
             (bs 2 -> 1, bs 9 -> 3 at 0.33).
         crop_size: the enlarged crop (default: the patch), e.g. ``Augmenter.crop_size``.
+        regions: the values of each region (region datasets): forced crops pick a region first.
 
     Example:
         >>> sampler = PatchSampler(cases, (40, 56, 40), 2, crop_size=(90, 94, 88))  # doctest: +SKIP
@@ -152,8 +160,10 @@ class PatchSampler:
         batch_size: int,
         oversample_foreground: float = 0.33,
         crop_size: Sequence[int] | None = None,
+        regions: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.cases = cases
+        self.regions = [tuple(int(v) for v in r) for r in regions] if regions else None
         self.patch_size = tuple(int(p) for p in patch_size)
         self.crop_size = tuple(int(c) for c in crop_size) if crop_size is not None else self.patch_size
         self.batch_size = int(batch_size)
@@ -212,10 +222,9 @@ class PatchSampler:
         planar = len(self.patch_size) == 2
         voxel, label = None, None
         if force:
-            present = [k for k, v in locations.items() if len(v) > 0]
-            if present:  # else: no foreground at all, fall back to a random crop
-                label = present[int(rng.integers(len(present)))]
-                voxel = locations[label][int(rng.integers(len(locations[label])))]
+            label, pool = self._forced_pool(locations, rng)
+            if pool is not None:  # else: no foreground (nor annotation) at all, fall back to a random crop
+                voxel = pool[int(rng.integers(len(pool)))]
         slice_index = None
         if planar:
             slice_index = int(voxel[0]) if voxel is not None else int(rng.integers(shape[0]))
@@ -229,6 +238,23 @@ class PatchSampler:
                 for v, c, lb, ub in zip(voxel, self.crop_size, lbs, ubs, strict=True)
             )
         return CropSpec(name, start, force, slice_index, label)
+
+    def _forced_pool(
+        self, locations: dict[int, np.ndarray], rng: np.random.Generator
+    ) -> tuple[int | None, np.ndarray | None]:
+        """(class or region index, its stored voxels) for a forced crop; (None, None) if there are none."""
+        present = [k for k, v in locations.items() if len(v) > 0 and k != ANNOTATED]
+        if present and self.regions is not None:
+            regions = [i for i, r in enumerate(self.regions) if any(v in present for v in r)]
+            if regions:
+                index = regions[int(rng.integers(len(regions)))]
+                return index, np.concatenate([locations[v] for v in self.regions[index] if v in present])
+        if present:
+            label = present[int(rng.integers(len(present)))]
+            return label, locations[label]
+        if len(locations.get(ANNOTATED, ())):
+            return ANNOTATED, locations[ANNOTATED]
+        return None, None
 
     def crop(self, spec: CropSpec, size: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read one crop (deterministic).

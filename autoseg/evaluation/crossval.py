@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import read_geometry, write_image
 from autoseg.io.probabilities import load_probabilities, save_probabilities
@@ -88,8 +89,11 @@ def cv_summary(
     classes: dict[str, list[int]],
     ending: str,
     num_workers: int | None = None,
+    ignore_label: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate the merged out-of-fold predictions; writes ``<config>/cv_summary.json``.
+
+    Reference voxels of ``ignore_label`` count nowhere.
 
     Returns:
         The evaluation summary (:func:`autoseg.evaluation.evaluate.evaluate_folders`) plus ``folds``.
@@ -98,7 +102,13 @@ def cv_summary(
 
     crossval, cases = merge_validation(config_folder, num_folds, ending)
     summary = evaluate_folders(
-        crossval, ref_folder, classes, file_ending=ending, cases=sorted(cases), num_workers=num_workers
+        crossval,
+        ref_folder,
+        classes,
+        file_ending=ending,
+        cases=sorted(cases),
+        num_workers=num_workers,
+        ignore_label=ignore_label,
     )
     summary["folds"] = list(range(num_folds))
     summary["configuration"] = config_folder.name
@@ -109,7 +119,11 @@ def cv_summary(
 
 
 def ensemble_cases(
-    members: Sequence[dict[str, Path]], output: Path, ending: str, keep_probabilities: bool = False
+    members: Sequence[dict[str, Path]],
+    output: Path,
+    ending: str,
+    keep_probabilities: bool = False,
+    labels: LabelManager | None = None,
 ) -> list[str]:
     """Average the probabilities of several predictions of the same cases; write the argmax masks.
 
@@ -118,6 +132,7 @@ def ensemble_cases(
             (written with ``--save-probabilities`` or by the validation).
         output: where ``<case><ending>`` (and ``<case>.npz`` with ``keep_probabilities``) go.
         ending: the masks' file ending.
+        labels: the dataset's labels (regions: masks by ``regions_class_order``); None: the argmax.
 
     Returns:
         The cases written.
@@ -141,7 +156,7 @@ def ensemble_cases(
             [load_probabilities(m[name].with_name(name + ".npz")) for m in members]
         )
         geometry, _ = read_geometry(members[0][name])
-        write_image(segmentation_from(probabilities), geometry, output / f"{name}{ending}")
+        write_image(segmentation_from(probabilities, labels=labels), geometry, output / f"{name}{ending}")
         if keep_probabilities:
             save_probabilities(output / f"{name}.npz", probabilities)
     return names

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.evaluation.postprocess import apply_postprocessing
 
 __all__ = ["average_probabilities", "segmentation_from"]
@@ -28,15 +29,23 @@ def average_probabilities(arrays: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def segmentation_from(probabilities: np.ndarray, postprocessing: Any | None = None) -> np.ndarray:
+def segmentation_from(
+    probabilities: np.ndarray, postprocessing: Any | None = None, labels: LabelManager | None = None
+) -> np.ndarray:
     """Label map (uint8, or uint16 for > 255 classes) of probabilities (K, ...), post-processed if asked.
 
     Args:
         probabilities: (K, *spatial).
         postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
+        labels: the dataset's labels: region probabilities become a label map by
+            ``regions_class_order`` (:meth:`LabelManager.segmentation`); None: the argmax, channel k
+            being label k.
     """
-    dtype = np.uint8 if probabilities.shape[0] <= 255 else np.uint16
-    seg = probabilities.argmax(0).astype(dtype)
+    if labels is not None:
+        seg = labels.segmentation(probabilities)
+    else:
+        dtype = np.uint8 if probabilities.shape[0] <= 255 else np.uint16
+        seg = probabilities.argmax(0).astype(dtype)
     if postprocessing is not None:
         seg = apply_postprocessing(seg, postprocessing)
     return seg

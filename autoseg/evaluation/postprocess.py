@@ -44,10 +44,14 @@ class PostprocessingSpec:
         class_lcc: labels of which only the largest component is kept (sorted, unique); the other
             components become background. Applied after ``foreground_lcc`` (see
             :func:`apply_postprocessing`).
+        region_lcc: regions (tuples of labels, e.g. BraTS's tumour core ``(2, 3)``) of which only the
+            largest component of their union is kept; the rest becomes background. Written to JSON
+            only when not empty.
     """
 
     foreground_lcc: bool = False
     class_lcc: tuple[int, ...] = field(default=())
+    region_lcc: tuple[tuple[int, ...], ...] = field(default=())
 
     def __post_init__(self) -> None:
         labels = tuple(self.class_lcc)
@@ -55,9 +59,23 @@ class PostprocessingSpec:
             raise ValueError(f"class_lcc {list(labels)}: expected positive integer labels")
         object.__setattr__(self, "class_lcc", tuple(sorted({int(v) for v in labels})))
         object.__setattr__(self, "foreground_lcc", bool(self.foreground_lcc))
+        regions = []
+        for region in self.region_lcc:
+            values = tuple(region) if isinstance(region, list | tuple) else ()
+            if not values or any(
+                isinstance(v, bool) or not isinstance(v, int | np.integer) or v <= 0 for v in values
+            ):
+                raise ValueError(
+                    f"region_lcc {list(self.region_lcc)}: expected lists of positive integer labels"
+                )
+            regions.append(tuple(sorted({int(v) for v in values})))
+        object.__setattr__(self, "region_lcc", tuple(sorted(set(regions))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"foreground_lcc": self.foreground_lcc, "class_lcc": list(self.class_lcc)}
+        out: dict[str, Any] = {"foreground_lcc": self.foreground_lcc, "class_lcc": list(self.class_lcc)}
+        if self.region_lcc:
+            out["region_lcc"] = [list(r) for r in self.region_lcc]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PostprocessingSpec:
@@ -66,23 +84,28 @@ class PostprocessingSpec:
         Raises:
             ValueError: an unknown key or a value of the wrong type.
         """
-        unknown = set(data) - {"foreground_lcc", "class_lcc", "kind", "schema_version"}
+        unknown = set(data) - {"foreground_lcc", "class_lcc", "region_lcc", "kind", "schema_version"}
         if unknown:
             raise ValueError(
                 f"postprocessing {dict(data)}: unknown key(s) {sorted(unknown)}; "
                 "expected foreground_lcc (true/false) and class_lcc (a list of labels)"
             )
         fg, labels = data.get("foreground_lcc", False), data.get("class_lcc", [])
-        if not isinstance(fg, bool) or not isinstance(labels, list | tuple):
+        regions = data.get("region_lcc", [])
+        if not isinstance(fg, bool) or not isinstance(labels, list | tuple) or not isinstance(regions, list):
             raise ValueError(
                 f"postprocessing {dict(data)}: foreground_lcc must be true or false, "
-                "class_lcc a list of labels"
+                "class_lcc a list of labels, region_lcc a list of lists of labels"
             )
-        return cls(foreground_lcc=fg, class_lcc=tuple(labels))
+        return cls(foreground_lcc=fg, class_lcc=tuple(labels), region_lcc=tuple(tuple(r) for r in regions))
 
     def with_class(self, label: int) -> PostprocessingSpec:
         """This spec with ``label`` added to ``class_lcc``."""
-        return PostprocessingSpec(self.foreground_lcc, (*self.class_lcc, label))
+        return PostprocessingSpec(self.foreground_lcc, (*self.class_lcc, label), self.region_lcc)
+
+    def with_region(self, values: Sequence[int]) -> PostprocessingSpec:
+        """This spec with the region ``values`` added to ``region_lcc``."""
+        return PostprocessingSpec(self.foreground_lcc, self.class_lcc, (*self.region_lcc, tuple(values)))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -110,8 +133,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 def apply_postprocessing(seg: np.ndarray, spec: PostprocessingSpec) -> np.ndarray:
     """A post-processed copy of a label map (same shape and dtype); removed voxels become 0.
 
-    The foreground LCC comes first, then each label's. With both, the two steps repeat until
-    nothing changes (removing a label's islands can split the foreground), so that the result has
+    The foreground LCC comes first, then each label's, then each region's. With both, the steps
+    repeat until nothing changes (removing a label's islands can split the foreground), so that the result has
     one foreground component and one per listed label, and applying the spec again changes nothing.
 
     Example:
@@ -128,8 +151,10 @@ def apply_postprocessing(seg: np.ndarray, spec: PostprocessingSpec) -> np.ndarra
             removed += _keep_largest(out, out != 0)
         for label in spec.class_lcc:
             removed += _keep_largest(out, out == label)
+        for region in spec.region_lcc:
+            removed += _keep_largest(out, np.isin(out, region))
         # removing a class's islands can split the foreground: repeat until nothing changes
-        if not removed or not (spec.foreground_lcc and spec.class_lcc):
+        if not removed or not (spec.foreground_lcc and (spec.class_lcc or spec.region_lcc)):
             return out
 
 

@@ -5,8 +5,9 @@ on cross-validation predictions, judged by Dice alone:
 
 1. foreground LCC (largest component of all labels together) is kept if the mean foreground Dice
    (the mean of the per-class mean Dice) improves and no class's mean Dice gets worse;
-2. on top of that, for each plain label in turn (regions are not candidates), the label's LCC is
-   kept if that label's mean Dice improves and no class gets worse.
+2. on top of that, for each class in turn, its LCC (a plain label's, or a region's: the largest
+   component of the union of its labels, as nnU-Net does per region) is kept if that class's mean
+   Dice improves and no class gets worse.
 
 "Improves" means by more than ``DICE_EPS`` and "worse" by more than ``DICE_EPS``. A class whose
 Dice is None in every case (in neither prediction nor reference anywhere) counts as 1 in these
@@ -126,7 +127,7 @@ class _Search:
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
     def consider(
-        self, candidate: PostprocessingSpec, dice: dict[str, float | None], target: tuple[str, int] | None
+        self, candidate: PostprocessingSpec, dice: dict[str, float | None], target: tuple[str, Any] | None
     ) -> None:
         """Keep ``candidate`` if the Dice of the target (class name, label) improves, or with
         ``target`` None the foreground Dice, and no class gets worse."""
@@ -134,7 +135,8 @@ class _Search:
         if target is None:
             gain, step, extra = _foreground(dice) - _foreground(self.dice), "foreground_lcc", {}
         else:
-            gain, step = _score(dice)[target[0]] - _score(self.dice)[target[0]], "class_lcc"
+            gain = _score(dice)[target[0]] - _score(self.dice)[target[0]]
+            step = "region_lcc" if isinstance(target[1], list) else "class_lcc"
             extra = {"class": target[0], "label": target[1]}
         kept = gain > DICE_EPS and not worse
         self.decisions.append(
@@ -200,12 +202,15 @@ def determine_postprocessing(
     search = _Search(PostprocessingSpec(), before)
     search.consider(fg_spec, with_fg, None)
     for name, values in classes.items():
-        if len(values) == 1 and values[0] != ignore_label:
-            candidate = search.spec.with_class(values[0])
-            (dice,) = _mean_dice_of_specs(
-                pairs, [candidate], classes, ignore_label, num_workers, f"postprocessing: {name}"
-            )
-            search.consider(candidate, dice, (name, values[0]))
+        values = [v for v in values if v != ignore_label]
+        if not values:
+            continue
+        single = len(values) == 1  # a label; else a region (BraTS: its union of labels)
+        candidate = search.spec.with_class(values[0]) if single else search.spec.with_region(values)
+        (dice,) = _mean_dice_of_specs(
+            pairs, [candidate], classes, ignore_label, num_workers, f"postprocessing: {name}"
+        )
+        search.consider(candidate, dice, (name, values[0] if single else values))
     report: dict[str, Any] = {
         "classes": classes,
         "num_cases": len(pairs),

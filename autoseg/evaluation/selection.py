@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.evaluation.crossval import cv_summary, ensemble_cases, fold_validations, merge_validation
 from autoseg.utils.files import write_artifact
 
@@ -44,6 +45,8 @@ class SelectionInputs:
         ending: the raw file ending.
         ensembles: also compare every pair of configurations.
         tolerance_mm: surface-distance tolerance of the evaluation.
+        labels: the dataset's labels: the ignore value counts nowhere, region probabilities of an
+            ensemble become masks by ``regions_class_order``. None: plain labels, no ignore label.
     """
 
     model_root: Path
@@ -55,6 +58,11 @@ class SelectionInputs:
     ending: str
     ensembles: bool = True
     tolerance_mm: float = 1.0
+    labels: LabelManager | None = None
+
+    @property
+    def ignore_label(self) -> int | None:
+        return self.labels.ignore_label if self.labels is not None else None
 
 
 def _score(summary: dict[str, Any]) -> float:
@@ -69,7 +77,7 @@ def _ensemble(inputs: SelectionInputs, pair: Sequence[str], num_workers: int | N
     members = [merge_validation(base / c, inputs.num_folds, inputs.ending)[1] for c in pair]
     folder = base / "ensembles" / "+".join(pair)
     crossval = folder / "crossval"
-    ensemble_cases(members, crossval, inputs.ending)
+    ensemble_cases(members, crossval, inputs.ending, labels=inputs.labels)
     summary = evaluate_folders(
         crossval,
         inputs.ref_folder,
@@ -77,6 +85,7 @@ def _ensemble(inputs: SelectionInputs, pair: Sequence[str], num_workers: int | N
         file_ending=inputs.ending,
         tolerance_mm=inputs.tolerance_mm,
         num_workers=num_workers,
+        ignore_label=inputs.ignore_label,
     )
     summary["configurations"] = list(pair)
     write_artifact(folder / "cv_summary.json", "cv_summary", 1, summary)
@@ -95,7 +104,13 @@ def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[s
     for config in inputs.configurations:
         fold_validations(base / config, inputs.num_folds)  # every fold validated, or a clear error
         summary = cv_summary(
-            base / config, inputs.num_folds, inputs.ref_folder, inputs.classes, inputs.ending, num_workers
+            base / config,
+            inputs.num_folds,
+            inputs.ref_folder,
+            inputs.classes,
+            inputs.ending,
+            num_workers,
+            inputs.ignore_label,
         )
         folders[(config,)] = base / config / "crossval"
         candidates.append(_candidate((config,), summary))
@@ -114,6 +129,7 @@ def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[s
         inputs.tolerance_mm,
         num_workers,
         folders[chosen].parent / "crossval_postprocessed",
+        inputs.ignore_label,
     )
     selection = {
         "plans_name": inputs.plans_name,

@@ -5,11 +5,13 @@ One case through one configuration (:class:`ConfigurationPredictor`):
     images (C, Z, Y, X) + geometry
       -> preprocess_case (transpose, crop, normalise, resample; the plan's own code path)
       -> sliding window per fold (Gaussian tiles, mirroring TTA), logits averaged over the folds
-      -> softmax -> revert_preprocessing (resample to the native spacing, undo crop and transpose)
+      -> softmax (sigmoid per region) -> revert_preprocessing (resample to the native spacing, undo
+         crop and transpose)
       -> probabilities (K, Z, Y, X) on the case's own voxel grid
 
 Several configurations (an ensemble chosen by ``autoseg find-best``) average those native
-probabilities; the argmax, then the selected post-processing, gives the mask.
+probabilities; the argmax (regions: by ``regions_class_order``), then the selected post-processing,
+gives the mask.
 
 Example:
     >>> predictor = ConfigurationPredictor(trained, ["0", "1"], torch.device("cpu"))  # doctest: +SKIP
@@ -175,8 +177,8 @@ class ConfigurationPredictor:
 
     def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
-        probs = torch.softmax(self.logits(data), dim=0).numpy()
-        return revert_preprocessing(probs, properties)
+        probs = self.plans.labels.activate(self.logits(data)).numpy()
+        return revert_preprocessing(probs, properties, regions=self.plans.labels.has_regions)
 
     def predict(self, name: str, images: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
 from autoseg.inference.predictor import ConfigurationPredictor
 from autoseg.inference.writer import export_prediction
@@ -79,9 +80,17 @@ def _finish(
     postprocessing: Any,
     keep_probabilities: bool,
     writers: Sequence[Writer],
+    labels: LabelManager,
 ) -> list[Path]:
     seg, written = export_prediction(
-        case.name, case.output_ending, probs_per_config, geometry, output, postprocessing, keep_probabilities
+        case.name,
+        case.output_ending,
+        probs_per_config,
+        geometry,
+        output,
+        postprocessing,
+        keep_probabilities,
+        labels,
     )
     for writer in writers:
         written.extend(writer(case, seg, geometry, output))
@@ -134,7 +143,7 @@ def predict_cases(
             try:
                 prepared, geometry, replaced = current.result()
                 probs = [
-                    (_softmax(p.logits(data)), props)
+                    (p.plans.labels.activate(p.logits(data)).numpy(), props)
                     for p, (data, props) in zip(predictors, prepared, strict=True)
                 ]
             except Exception as err:  # one bad case must not stop the others
@@ -157,6 +166,7 @@ def predict_cases(
                         postprocessing,
                         keep_probabilities,
                         writers,
+                        predictors[0].plans.labels,
                     ),
                 )
             )
@@ -173,12 +183,6 @@ def predict_cases(
     }
     write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
     return summary
-
-
-def _softmax(logits: Any) -> np.ndarray:
-    import torch
-
-    return torch.softmax(logits, dim=0).numpy()
 
 
 def _drain(exports: list[tuple[InputCase, Future]], results: list[dict[str, Any]], keep: int) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import Geometry, write_image
 from autoseg.io.probabilities import save_probabilities
@@ -25,8 +26,10 @@ def export_prediction(
     output: Path,
     postprocessing: Any = None,
     keep_probabilities: bool = False,
+    labels: LabelManager | None = None,
 ) -> tuple[np.ndarray, list[Path]]:
-    """Revert each configuration's probabilities to the native grid, average, argmax, post-process, write.
+    """Revert each configuration's probabilities to the native grid, average, make the label map
+    (argmax, or regions by ``regions_class_order``), post-process, write.
 
     Args:
         name / ending: the output file is ``output / f"{name}{ending}"`` (the format follows the ending).
@@ -35,6 +38,7 @@ def export_prediction(
         geometry: the case's native geometry (size, spacing, origin, direction).
         postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
         keep_probabilities: also write ``<name>.npz`` (native-grid probabilities, float16).
+        labels: the plans' labels (:meth:`LabelManager.segmentation`); None: argmax, channel k is label k.
 
     Returns:
         The mask (``geometry.shape``) and the files written.
@@ -42,9 +46,10 @@ def export_prediction(
     Example:
         >>> seg, files = export_prediction("c1", ".nii.gz", [(probs, props)], geometry, out)  # doctest: +SKIP
     """
-    native = [revert_preprocessing(probs, props) for probs, props in probs_per_config]
+    regions = labels is not None and labels.has_regions
+    native = [revert_preprocessing(probs, props, regions=regions) for probs, props in probs_per_config]
     probabilities = native[0] if len(native) == 1 else average_probabilities(native)
-    seg = segmentation_from(probabilities, postprocessing)
+    seg = segmentation_from(probabilities, postprocessing, labels)
     written = [write_image(seg, geometry, output / f"{name}{ending}")]
     if keep_probabilities:
         written.append(save_probabilities(output / f"{name}.npz", probabilities))

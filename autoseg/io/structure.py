@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from autoseg.contracts.labels import LabelError, LabelManager
 from autoseg.io.dataset import Case, RawDataset, split_channel, strip_ending
 from autoseg.io.images import SUPPORTED_ENDINGS
 from autoseg.io.problems import Problem, error, relative, warning
@@ -131,9 +132,7 @@ def _label_errors(desc: dict[str, Any]) -> list[str]:
             errors.append(msg + f' (or non-empty lists of integers for a region), e.g. "{name}": 1')
     if 0 not in plain:
         errors.append('"labels" has no background: add "background": 0')
-    ignore = labels.get("ignore")
-    if "ignore" in labels and (not _is_int(ignore) or ignore != max(values)):
-        errors.append(f'the "ignore" label ({ignore!r}) must be a single integer, the highest label value')
+    errors += _manager_errors(labels, desc.get("regions_class_order")) if not errors else []
     missing = sorted(set(range(max(values, default=0) + 1)) - values)
     if any(v < 0 for v in values):
         errors.append(
@@ -142,9 +141,19 @@ def _label_errors(desc: dict[str, Any]) -> list[str]:
     elif missing and not errors:
         msg = f"label values must be consecutive (0, 1, 2, ...); {missing} missing"
         errors.append(msg + ': renumber "labels" and the label files')
-    if len(plain) < len(values) and "regions_class_order" not in desc:
-        errors.append('"labels" defines regions (lists of values), which need "regions_class_order" as well')
     return errors
+
+
+def _manager_errors(labels: dict[str, Any], order: Any) -> list[str]:
+    """The label manager's rules (the ignore label highest, with the renumbering to do; one
+    ``regions_class_order`` value per region), the same check the plans get."""
+    if order is not None and not (isinstance(order, list) and all(_is_int(v) for v in order)):
+        return [f'"regions_class_order" must be a list of integers, got {order!r}']
+    try:
+        LabelManager.from_labels(labels, order)
+    except LabelError as err:
+        return [line.strip() for line in str(err).splitlines()[1:]]
+    return []
 
 
 def _ending_errors(desc: dict[str, Any]) -> list[str]:

@@ -153,7 +153,9 @@ def build_plans(
     fixed = parse_plan_overrides(overrides)
     explain = Explanation()
     labels = fingerprint["labels"]
-    num_classes = LabelManager.from_labels(labels, strict=False).num_outputs if labels else 2
+    order = fingerprint.get("regions_class_order")  # only region datasets have it
+    # network outputs: one per class (ignore excluded), or one per region
+    num_classes = LabelManager.from_labels(labels, order, strict=False).num_outputs if labels else 2
     channel_names = {int(k): v for k, v in fingerprint["channel_names"].items()}
     choice = preprocessing or PreprocessingChoice()
     schemes, use_mask = _normalization(fingerprint, channel_names, choice, explain)
@@ -193,6 +195,7 @@ def build_plans(
         "original_median_shape_after_transp": [int(round(m)) for m in grid.median],
         "channel_names": {str(k): v for k, v in channel_names.items()},
         "labels": labels,
+        **({"regions_class_order": list(order)} if order else {}),
         "foreground_intensity_properties_per_channel": fingerprint[
             "foreground_intensity_properties_per_channel"
         ],

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.labels import LabelManager
 from autoseg.contracts.plans import Plans
 from autoseg.io.dataset import Case, RawDataset
 from autoseg.io.images import Geometry
 from autoseg.io.problems import error
 from autoseg.io.validation import load_and_check_case, raise_for_problems
 from autoseg.preprocessing.crop import bbox_slices, crop_with_mask, nonzero_bbox, paste_into
-from autoseg.preprocessing.locations import sample_class_locations
+from autoseg.preprocessing.locations import ANNOTATED, sample_class_locations
 from autoseg.preprocessing.normalize import get_normalizer, normalize
 from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_for, transpose_of
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
@@ -102,20 +103,26 @@ def preprocess_case(
 
 
 def revert_preprocessing(
-    array: np.ndarray, properties: Mapping[str, Any], order: int | None = None, order_z: int | None = None
+    array: np.ndarray,
+    properties: Mapping[str, Any],
+    order: int | None = None,
+    order_z: int | None = None,
+    regions: bool = False,
 ) -> np.ndarray:
     """Map a preprocessed-space array back onto the case's original voxel grid.
 
     A segmentation (Z', Y', X') is resampled label-safe (order ``seg_order``; -1 becomes
     0); probabilities (K, Z', Y', X') with ``probabilities_order``. Then the array is
     pasted into the crop bbox (outside: label 0, or probability 1 for class 0 and 0 for
-    the others) and transposed back.
+    the others; with ``regions``, 0 for every region) and transposed back.
 
     Args:
         array: segmentation (*spatial) or probabilities (K, *spatial) in preprocessed space.
         properties: the case's properties from :func:`preprocess_case`.
         order: interpolation order (default from ``properties["resampling"]``).
         order_z: order along the coarse axis of anisotropic data (default likewise).
+        regions: the channels are independent region probabilities (sigmoid), not a softmax
+            whose channel 0 is the background.
 
     Returns:
         An array of shape ``geometry.shape`` (with a leading K for probabilities), to be
@@ -141,7 +148,8 @@ def revert_preprocessing(
         out = paste_into(probs, bbox, full, 0)
         outside = np.ones(out.shape[1:], dtype=bool)
         outside[bbox_slices(bbox)] = False
-        out[0][outside] = 1
+        if not regions:
+            out[0][outside] = 1
         out = out.transpose([0, *(a + 1 for a in backward)])
     else:
         raise ValueError(
@@ -164,6 +172,7 @@ def _preprocess_one(
     digest: str,
     labels: Sequence[int],
     seed: int,
+    ignore_label: int | None = None,
 ) -> dict[str, Any]:
     """Worker: read, preprocess and write one case; returns a small summary, never arrays."""
     start = time.perf_counter()
@@ -176,7 +185,7 @@ def _preprocess_one(
     data, seg, properties = preprocess_case(loaded, plans, configuration)
     del loaded
     assert seg is not None
-    locations = sample_class_locations(seg, labels, seed)
+    locations = sample_class_locations(seg, labels, seed, ignore_label)
     reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
     save_case(folder, case.name, data, seg, properties, locations, digest)
     return {
@@ -221,8 +230,10 @@ def preprocess_dataset(
         get_normalizer(scheme)  # fail before starting workers
     transpose_of(plans)
     folder = Path(out_root) / conf.data_identifier
-    labels = [v for v in dataset.foreground_labels if v > 0]
-    digest = plan_hash(plans, configuration, labels, seed)
+    label_manager = LabelManager.from_labels(dataset.labels, strict=False)
+    labels = list(label_manager.foreground_values)  # ignore excluded: it gets the ANNOTATED key instead
+    ignore = label_manager.ignore_label
+    digest = plan_hash(plans, configuration, labels if ignore is None else [*labels, ANNOTATED], seed)
     for stale in remove_stale_temporaries(folder) if folder.is_dir() else []:
         log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     todo = [c for c in dataset.cases if not is_case_complete(folder, c.name, digest)]
@@ -240,6 +251,7 @@ def preprocess_dataset(
         digest=digest,
         labels=labels,
         seed=seed,
+        ignore_label=ignore,
     )
     results = parallel_map(work, todo, num_workers=num_workers, desc=f"preprocess {configuration}")
     problems = [p for r in results for p in r["problems"]]

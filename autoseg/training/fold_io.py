@@ -72,6 +72,7 @@ def checkpoint_state(
         "architecture": conf.architecture.to_dict(),
         "in_channels": spec.plans.num_channels,
         "labels": spec.plans.labels.to_json(),
+        **({"regions_class_order": list(order)} if (order := spec.plans.labels.regions_class_order) else {}),
         "patch_size": list(cfg.patch_size or conf.patch_size),
         "mirror_axes": list(conf.mirror_axes),
         "world_size": parts.distributed.world_size,

@@ -48,12 +48,15 @@ class TrainingParts:
             (with augmentation on the device: crops and their ``params``); the loop copies them to
             the device one batch ahead (:class:`~autoseg.training.device_batches.DevicePrefetcher`).
         val_batches: the same for validation (no augmentation).
-        labels: the foreground label values, for the pseudo-Dice.
+        labels: the foreground label values, for the pseudo-Dice (one entry per region with regions).
         device: where the network runs.
         scaler: a GradScaler for fp16 mixed precision, else None.
         autocast_dtype: torch.bfloat16/float16 for mixed precision, None for full precision.
         on_device_transform: applied to each training batch on the device (GPU augmentation), or None.
         distributed: this process's place in a data-parallel run (default: a single process).
+        ignore_label: target value of unannotated voxels, left out of the pseudo-Dice.
+        regions: the values of each region (region-based training: sigmoid outputs, one per region,
+            scored as ``logit > 0`` against the union of the region's values); None for softmax.
         max_nonfinite_steps: non-finite losses in a row that stop the run
             (:class:`~autoseg.training.step.NonFiniteGuard`).
         make_train_batches: ``make_train_batches(on_device, start_batch)`` rebuilds ``train_batches``
@@ -74,6 +77,8 @@ class TrainingParts:
     autocast_dtype: torch.dtype | None = None
     on_device_transform: DeviceTransform | None = None
     distributed: DistributedContext = field(default_factory=DistributedContext)
+    ignore_label: int | None = None
+    regions: Sequence[Sequence[int]] | None = None
     max_nonfinite_steps: int = 10
     make_train_batches: Callable[[bool, int], Iterator[dict[str, Any]]] | None = None
     device_augmentation: DeviceTransform | None = None
@@ -218,7 +223,7 @@ def validate_epoch(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
         with autocast(parts):
             logits = parts.network(image)
             total += float(parts.val_loss(logits, target))
-        counts = confusion_counts(logits.argmax(1), target[:, 0], parts.labels)
+        counts = _counts(parts, logits, target)
         tp, fp, fn = tp + counts[0].cpu(), fp + counts[1].cpu(), fn + counts[2].cpu()
     if parts.distributed.enabled:
         reduced = _over_ranks(parts, torch.cat([tp, fp, fn, torch.tensor([total], dtype=torch.float64)]))
@@ -226,6 +231,24 @@ def validate_epoch(parts: TrainingParts, cfg: TrainerConfig) -> dict[str, Any]:
         total = float(reduced[-1]) / parts.distributed.world_size
     dice = dice_from_counts(tp, fp, fn) if cfg.val_iterations else torch.full((n,), math.nan)
     return {"val_loss": total / max(cfg.val_iterations, 1), "pseudo_dice": [float(d) for d in dice]}
+
+
+def _counts(
+    parts: TrainingParts, logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tp, fp, fn) per foreground label, or per region (``logit > 0``), ignore voxels excluded."""
+    if parts.regions is None:
+        return confusion_counts(logits.argmax(1), target[:, 0], parts.labels, parts.ignore_label)
+    labels = target[:, 0]
+    valid = labels != parts.ignore_label if parts.ignore_label is not None else torch.ones_like(labels) > 0
+    tp, fp, fn = [], [], []
+    for channel, values in enumerate(parts.regions):
+        p = (logits[:, channel] > 0) & valid
+        t = torch.isin(labels, labels.new_tensor(list(values)))
+        tp.append(torch.count_nonzero(p & t))
+        fp.append(torch.count_nonzero(p & ~t))
+        fn.append(torch.count_nonzero(~p & t))
+    return torch.stack(tp), torch.stack(fp), torch.stack(fn)
 
 
 def run_training(

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DeepSupervisionLoss", "DiceCELoss", "downsample_target", "soft_dice"]
+__all__ = ["DeepSupervisionLoss", "DiceCELoss", "RegionDiceBCELoss", "downsample_target", "soft_dice"]
 
 
 def soft_dice(
@@ -115,6 +115,73 @@ class DiceCELoss(nn.Module):
             onehot = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
             onehot.scatter_(1, labels[:, None], True)
             dice = soft_dice(probs, onehot[:, 1:], self.batch_dice, self.smooth, mask)
+            loss = loss + self.weight_dice * (1 - dice)
+        return loss
+
+
+class RegionDiceBCELoss(nn.Module):
+    """Region-based training (nnU-Net's ``DC_and_BCE_loss``): one sigmoid output per region, soft
+    Dice over every region (no background channel) plus binary cross-entropy.
+
+    The integer target is turned into one binary map per region (a voxel belongs to a region when its
+    label is one of the region's values), after any deep-supervision downsampling of the labels, so
+    each head gets per-region targets. Voxels of ``ignore_index`` count in neither term.
+
+    Args:
+        regions: the values of each region, in output order (``LabelManager.region_values``).
+        batch_dice, smooth, weight_ce, weight_dice, ignore_index: as :class:`DiceCELoss`
+            (``weight_ce`` weights the BCE).
+
+    Example:
+        >>> loss = RegionDiceBCELoss([(1, 2, 3), (2, 3), (3,)], batch_dice=True)
+        >>> logits = torch.zeros(2, 3, 8, 8, requires_grad=True)
+        >>> loss(logits, torch.randint(0, 4, (2, 1, 8, 8))).backward()
+    """
+
+    def __init__(
+        self,
+        regions: Sequence[Sequence[int]],
+        batch_dice: bool,
+        smooth: float = 1e-5,
+        weight_ce: float = 1.0,
+        weight_dice: float = 1.0,
+        ignore_index: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.regions = [tuple(int(v) for v in r) for r in regions]
+        if not self.regions or any(not r for r in self.regions):
+            raise ValueError(f"regions must be non-empty lists of label values, got {regions}")
+        if ignore_index is not None and any(ignore_index in r for r in self.regions):
+            raise ValueError(f"ignore_index={ignore_index} is part of a region {self.regions}")
+        self.batch_dice, self.smooth = batch_dice, smooth
+        self.weight_ce, self.weight_dice, self.ignore_index = weight_ce, weight_dice, ignore_index
+
+    def region_target(self, labels: Tensor) -> Tensor:
+        """Integer labels (B, 1, *spatial) -> bool region maps (B, R, *spatial)."""
+        return torch.cat([torch.isin(labels, labels.new_tensor(r)) for r in self.regions], 1)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits (B, R, *spatial) against integer labels (B, 1, *spatial)."""
+        if target.ndim != logits.ndim or target.shape[1] != 1 or target.shape[2:] != logits.shape[2:]:
+            raise ValueError(
+                f"target must be (B, 1, *spatial) matching logits {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        if logits.shape[1] != len(self.regions):
+            raise ValueError(f"{logits.shape[1]} outputs for {len(self.regions)} regions")
+        logits = logits.float()
+        onehot = self.region_target(target)
+        mask = None if self.ignore_index is None else target != self.ignore_index
+        loss = logits.new_zeros(())
+        if self.weight_ce:
+            bce = F.binary_cross_entropy_with_logits(logits, onehot.float(), reduction="none")
+            if mask is not None:
+                bce = (bce * mask).sum() / (mask.sum() * bce.shape[1]).clamp_min(1)
+            else:
+                bce = bce.mean()
+            loss = loss + self.weight_ce * bce
+        if self.weight_dice:
+            dice = soft_dice(torch.sigmoid(logits), onehot, self.batch_dice, self.smooth, mask)
             loss = loss + self.weight_dice * (1 - dice)
         return loss
 

@@ -48,7 +48,7 @@ from autoseg.training.fold_io import versions as versions  # re-exported
 from autoseg.training.lock import fold_lock
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
-from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss
+from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss
 from autoseg.training.optim import build_optimizer
 from autoseg.training.placement import AugmentPlacement
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
@@ -102,6 +102,8 @@ def build_parts(
     from autoseg.data.augment import Augmenter
 
     in_channels = spec.plans.num_channels
+    label_manager = spec.plans.labels
+    regions = label_manager.region_values if label_manager.has_regions else None
     augmenter = Augmenter(patch, cfg.augment, num_channels=in_channels)  # conf/augment: nnU-Net's set
     train_sampler = PatchSampler(
         PreprocessedCases(spec.data_folder, spec.train_cases),
@@ -109,9 +111,14 @@ def build_parts(
         batch_size,
         cfg.oversample_foreground,
         augmenter.crop_size,
+        regions,
     )
     val_sampler = PatchSampler(
-        PreprocessedCases(spec.data_folder, spec.val_cases), patch, batch_size, cfg.oversample_foreground
+        PreprocessedCases(spec.data_folder, spec.val_cases),
+        patch,
+        batch_size,
+        cfg.oversample_foreground,
+        regions=regions,
     )
     workers = _num_workers(cfg, distributed.local_world_size)
     pin = device.type == "cuda"  # pinned host batches: asynchronous copies to the GPU
@@ -130,20 +137,13 @@ def build_parts(
         max(0, workers // 2),
         pin,
     )
-    label_manager = spec.plans.labels
-    _check_trainable(label_manager, spec)
     torch.manual_seed(cfg.seed)  # the same initial weights for the same seed (on every rank)
     network = build_network(conf.architecture, in_channels, label_manager.num_outputs).to(device)
     if cfg.compile:
         network = torch.compile(network)  # type: ignore[assignment]
     network = wrap_ddp(network, distributed, device)
     optimizer = build_optimizer(network.parameters(), cfg)
-    base = DiceCELoss(
-        batch_dice=conf.batch_dice,
-        smooth=cfg.loss.smooth,
-        weight_ce=cfg.loss.weight_ce,
-        weight_dice=cfg.loss.weight_dice,
-    )
+    base = make_loss(label_manager, conf.batch_dice, cfg)
     heads = conf.architecture.n_stages - 1
     weights = deep_supervision_weights(heads) if cfg.loss.deep_supervision else [1.0] + [0.0] * (heads - 1)
     dtype, needs_scaler = _mixed_precision(cfg, device)
@@ -154,7 +154,9 @@ def build_parts(
         val_loss=base,
         train_batches=make_train_batches(False, start_epoch * per_epoch),
         val_batches=iter(val_loader),
-        labels=[v for v in label_manager.class_values if v != 0],
+        labels=list(range(1, label_manager.num_outputs + 1))
+        if label_manager.has_regions
+        else [v for v in label_manager.class_values if v != 0],
         device=device,
         scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
         autocast_dtype=dtype,
@@ -162,6 +164,8 @@ def build_parts(
         max_nonfinite_steps=cfg.max_nonfinite_steps,
         make_train_batches=make_train_batches,
         device_augmentation=augment_on_device(augmenter),
+        ignore_label=label_manager.ignore_label,
+        regions=regions,
     )
 
 
@@ -179,18 +183,19 @@ def _workers_for_extra_transforms(cfg: TrainerConfig) -> TrainerConfig:
     return dataclasses.replace(cfg, augment_on="workers")
 
 
-def _check_trainable(labels: LabelManager, spec: FoldSpec) -> None:
-    """Region-based training and the ignore label need their own loss; refuse them clearly until then."""
+def make_loss(labels: LabelManager, batch_dice: bool, cfg: TrainerConfig) -> DiceCELoss | RegionDiceBCELoss:
+    """The loss the labels need: Dice + BCE per region (sigmoid outputs) with regions, else Dice + CE
+    (softmax); the ignore label, if any, masked out of both terms; weights from ``trainer.loss``."""
+    weights = {
+        "smooth": cfg.loss.smooth,
+        "weight_ce": cfg.loss.weight_ce,
+        "weight_dice": cfg.loss.weight_dice,
+    }
     if labels.has_regions:
-        raise ValueError(
-            f"{spec.plans.dataset_name}: the labels define regions ({', '.join(labels.regions)}); "
-            "region-based training (sigmoid outputs) is not supported by this trainer yet"
+        return RegionDiceBCELoss(
+            labels.region_values, batch_dice, ignore_index=labels.ignore_label, **weights
         )
-    if labels.ignore_label is not None:
-        raise ValueError(
-            f"{spec.plans.dataset_name}: the label 'ignore' ({labels.ignore_label}) needs a loss that "
-            "masks it, which this trainer does not have yet; remove the ignore label to train"
-        )
+    return DiceCELoss(batch_dice=batch_dice, ignore_index=labels.ignore_label, **weights)
 
 
 def early_stop(cfg: TrainerConfig, say: Callable[[str], None]) -> Callback:
@@ -321,8 +326,7 @@ def _train_fold(
     run_log = None
     state.augment_on = AugmentPlacement.initial(cfg.augment_on, device, state.augment_on)
     if main:
-        names = spec.plans.labels.names
-        run_log = RunLog(spec.output, [names[v] for v in parts.labels])
+        run_log = RunLog(spec.output, list(spec.plans.labels.output_names)[-len(parts.labels) :])
         write_run_info(
             spec, cfg, device, config or {}, {**precision(parts, cfg), "augment_on": state.augment_on}
         )

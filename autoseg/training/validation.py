@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoseg.evaluation.metrics import dice_per_label
+from autoseg.contracts.labels import LabelManager
 from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
@@ -60,8 +60,8 @@ def _raw_references(raw_root: Path) -> tuple[Path, str]:
 
 def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> dict:
     """Predict and export every validation case, score it, write ``validation/summary.json``."""
-    names = spec.plans.labels.names
-    labels = list(spec.plans.labels.foreground_values)
+    label_manager = spec.plans.labels
+    names = label_manager.label_map_names
     out = spec.output / "validation"
     out.mkdir(parents=True, exist_ok=True)
     native = spec.raw_root is not None
@@ -73,18 +73,26 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
         for name in tqdm(spec.val_cases, desc="final validation", file=sys.stderr):
             image, seg, properties, _ = load_case(spec.data_folder, name)
             logits = predictor.logits(np.array(image, dtype=np.float32))  # a writable copy of the memmap
-            probs = torch.softmax(logits, dim=0).numpy()
+            probs = label_manager.activate(logits).numpy()
             geometry = Geometry.from_json(properties["geometry"])
             seg_native, _ = export_prediction(
-                name, ending, [(probs, properties)], geometry, out, None, cfg.save_probabilities
+                name,
+                ending,
+                [(probs, properties)],
+                geometry,
+                out,
+                None,
+                cfg.save_probabilities,
+                label_manager,
             )
             if cfg.validation_png and spec.raw_root is not None:
                 _draw(spec.raw_root, name, ending, seg_native, names, out)
             if not native:
                 reference = np.where(seg[0] < 0, 0, seg[0])
-                dice = dice_per_label(logits.argmax(0).numpy(), reference, labels)
-                per_case.append({"case": name, "dice": {names[k]: _none_if_nan(d) for k, d in dice.items()}})
-    summary = _native_summary(spec, out, ending) if native else _preprocessed_summary(per_case, names, labels)
+                dice = _preprocessed_dice(label_manager.segmentation(probs), reference, label_manager)
+                per_case.append({"case": name, "dice": {k: _none_if_nan(d) for k, d in dice.items()}})
+    classes = list(label_manager.evaluation_classes)
+    summary = _native_summary(spec, out, ending) if native else _preprocessed_summary(per_case, classes)
     summary = {"configuration": spec.configuration, "fold": str(spec.fold), **summary}
     write_artifact(out / "summary.json", "validation_summary", SUMMARY_SCHEMA_VERSION, summary)
     return summary
@@ -119,11 +127,24 @@ def _native_summary(spec: FoldSpec, out: Path, ending: str) -> dict[str, Any]:
     }
 
 
-def _preprocessed_summary(per_case: list[dict], names: dict[int, str], labels: list[int]) -> dict[str, Any]:
+def _preprocessed_dice(pred: np.ndarray, reference: np.ndarray, labels: LabelManager) -> dict[str, float]:
+    """Dice per evaluated class (regions as the union of their values), ignore voxels excluded."""
+    valid = None if labels.ignore_label is None else reference != labels.ignore_label
+    dice = {}
+    for name, values in labels.evaluation_classes.items():
+        p, r = np.isin(pred, values), np.isin(reference, values)
+        if valid is not None:
+            p, r = p & valid, r & valid
+        tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())
+        dice[name] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
+    return dice
+
+
+def _preprocessed_summary(per_case: list[dict], classes: list[str]) -> dict[str, Any]:
     mean = {}
-    for k in labels:
-        values = [c["dice"][names[k]] for c in per_case if c["dice"][names[k]] is not None]
-        mean[names[k]] = float(np.mean(values)) if values else None
+    for k in classes:
+        values = [c["dice"][k] for c in per_case if c["dice"][k] is not None]
+        mean[k] = float(np.mean(values)) if values else None
     present = [v for v in mean.values() if v is not None]
     return {
         "resolution": "preprocessed",

@@ -16,7 +16,10 @@ LAYERS = (
     ("inference",),
     ("evaluation",),
     ("stages",),
-    ("planning", "fingerprint", "data", "nets", "preprocessing", "synthetic", "visualize"),
+    (
+        *("planning", "fingerprint", "data", "nets", "preprocessing"),
+        *("synthetic", "synthetic_labels", "visualize"),
+    ),
     ("visualize_panels",),
     ("io",),
     ("contracts",),

@@ -187,3 +187,40 @@ def test_draw_is_reproducible(cases: PreprocessedCases) -> None:
 def test_sampler_rejects_bad_arguments(cases: PreprocessedCases) -> None:
     with pytest.raises(ValueError, match=r"crop_size.*batch_size.*oversample"):
         PatchSampler(cases, (8, 12, 12), 0, oversample_foreground=2, crop_size=(4, 12, 12))
+
+
+# ---------------------------------------------------------------- ignore label and regions
+def _one_case(folder: Path, seg: np.ndarray, ignore: int | None) -> PreprocessedCases:
+    from autoseg.preprocessing.locations import sample_class_locations
+    from autoseg.preprocessing.storage import save_case
+
+    labels = [v for v in (1, 2, 3) if v != ignore]
+    locations = sample_class_locations(seg, labels, seed=1234, ignore_label=ignore)
+    data = np.zeros((1, *seg.shape), np.float32)
+    save_case(folder, "case_000", data, seg.astype(np.int8), {"case": "case_000"}, locations, "test")
+    return PreprocessedCases(folder, ["case_000"])
+
+
+def test_forced_crops_hold_annotations_without_foreground(tmp_path: Path) -> None:
+    from autoseg.preprocessing.locations import ANNOTATED
+
+    seg = np.full((20, 40, 36), 3, np.int8)  # unannotated but for a background corner
+    seg[:4, :6, :6] = 0
+    sampler = PatchSampler(_one_case(tmp_path, seg, ignore=3), (4, 6, 6), 2, oversample_foreground=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        for spec in sampler.draw(rng):
+            assert spec.label == ANNOTATED
+            _, crop = sampler.crop(spec)
+            assert (crop == 0).any()
+
+
+def test_forced_crops_choose_a_region_first(tmp_path: Path) -> None:
+    seg = np.zeros((20, 40, 36), np.int8)
+    seg[2:18, 2:38, 2:34] = 1  # a large region 1 ...
+    seg[9:11, 19:21, 17:19] = 3  # ... with a tiny region 3 inside: chosen half of the time all the same
+    regions = [(1, 2, 3), (3,)]
+    sampler = PatchSampler(_one_case(tmp_path, seg, None), (4, 6, 6), 1, 1.0, regions=regions)
+    rng = np.random.default_rng(0)
+    chosen = [sampler.draw(rng)[0].label for _ in range(200)]
+    assert 0.35 < chosen.count(1) / len(chosen) < 0.65 and set(chosen) == {0, 1}

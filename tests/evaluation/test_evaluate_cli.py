@@ -135,3 +135,20 @@ def test_broken_files_are_reported_not_raised(
     (tmp_path / "pred" / "b.nii.gz").write_bytes(b"truncated")
     assert main(["evaluate", pred, ref, "-l", "1", "--num-workers", "1"]) == 1
     assert "b.nii.gz" in capsys.readouterr().err
+
+
+def test_evaluate_takes_the_ignore_label_from_dataset_json(tmp_path: Path) -> None:
+    root = tmp_path / "DatasetY"
+    root.mkdir()
+    labels = {"background": 0, "left": 1, "ignore": 2}
+    (root / "dataset.json").write_text(json.dumps({"labels": labels, "file_ending": ".nii.gz"}))
+    reference = box(SHAPE, np.s_[2:6, 2:6, 2:5], 1)
+    reference[:, :, 6:] = 2  # unannotated
+    write_masks(root / "labelsTr", {"a": reference})
+    predicted = box(SHAPE, np.s_[2:6, 2:6, 2:5], 1)
+    predicted[:, :, 7:] = 1  # false positives where nothing is annotated: they do not count
+    write_masks(tmp_path / "pred", {"a": predicted})
+    assert main(["evaluate", str(tmp_path / "pred"), str(root / "labelsTr"), "--num-workers", "1"]) == 0
+    summary = read_artifact(tmp_path / "pred" / "summary.json", "evaluation", 1)
+    assert summary["ignore_label"] == 2 and summary["classes"] == {"left": [1]}
+    assert summary["mean"]["left"]["dice"] == 1.0

@@ -102,6 +102,7 @@ def test_determine_chooses_lcc_for_spurious_islands(tmp_path: Path) -> None:
         ("foreground_lcc", None, True),
         ("class_lcc", 1, False),
         ("class_lcc", 2, True),
+        ("region_lcc", [1, 2], False),  # tried per region as well; nothing left to gain
     ]
     assert report["foreground_dice_after"] > report["foreground_dice_before"]
     for name in CLASSES:
@@ -151,3 +152,14 @@ def test_load_spec_formats_and_errors(tmp_path: Path) -> None:
         load_spec(bad)
     with pytest.raises(FileNotFoundError, match=r"missing\.json"):
         load_spec(tmp_path / "missing.json")
+
+
+def test_region_lcc_keeps_the_largest_component_of_the_union() -> None:
+    seg = np.array([2, 3, 0, 3, 0, 1, 0, 2], np.uint8)
+    spec = PostprocessingSpec(region_lcc=((3, 2),))
+    assert spec.region_lcc == ((2, 3),) and spec.to_dict()["region_lcc"] == [[2, 3]]
+    assert apply_postprocessing(seg, spec).tolist() == [2, 3, 0, 0, 0, 1, 0, 0]
+    assert PostprocessingSpec.from_dict(spec.to_dict()) == spec
+    assert "region_lcc" not in PostprocessingSpec(class_lcc=(1,)).to_dict()  # files without regions unchanged
+    with pytest.raises(ValueError, match="region_lcc"):
+        PostprocessingSpec(region_lcc=((0, 1),))

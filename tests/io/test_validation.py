@@ -161,9 +161,9 @@ def test_num_training_mismatch_is_only_a_warning(root: Path) -> None:
         ({"background": 0, "liver": "one"}, {}, "label \"liver\" has value 'one'"),
         ({"background": 0, "liver": 1.5}, {}, "must be integers"),
         ({"background": 0, "liver": 1, "tumor": 3}, {}, "[2] missing"),
-        ({"background": 0, "ignore": 1, "liver": 2}, {}, '"ignore" label (1) must be'),
+        ({"background": 0, "ignore": 1, "liver": 2}, {}, "label 'ignore' = 1 must be the highest value"),
         ({"0": "background", "1": "liver"}, {}, "invert it to name -> value"),
-        ({"background": 0, "whole": [1, 2], "core": [2]}, {}, '"regions_class_order"'),
+        ({"background": 0, "whole": [1, 2], "core": [2]}, {}, "need 'regions_class_order'"),
         ({"background": 0, "liver": -1}, {}, "negative label values [-1]"),
     ],
 )

@@ -74,3 +74,18 @@ def test_shape_mismatch_with_the_json_is_not_complete(tmp_path: Path) -> None:
     np.save(case_files(tmp_path, "case_0")["data"], np.zeros((2, 5, 6, 8), np.float32))
     assert not is_case_complete(tmp_path, "case_0", HASH)
     assert not is_case_complete(tmp_path, "missing_case", HASH)
+
+
+def test_annotated_locations_leave_out_the_ignore_label_and_padding() -> None:
+    from autoseg.preprocessing.locations import ANNOTATED, sample_class_locations
+
+    seg = np.zeros((6, 8, 8), np.int16)
+    seg[0] = -1
+    seg[3:] = 2  # ignore
+    seg[1, 1, 1] = 1
+    locations = sample_class_locations(seg, [1], seed=0, ignore_label=2)
+    assert sorted(locations) == [ANNOTATED, 1]
+    values = seg[tuple(locations[ANNOTATED].T)]
+    assert set(values.tolist()) == {0, 1} and len(values) == 2 * 8 * 8
+    with pytest.raises(ValueError, match="not a foreground label"):
+        sample_class_locations(seg, [1, 2], seed=0, ignore_label=2)

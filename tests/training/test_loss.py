@@ -141,3 +141,38 @@ def test_every_parameter_gets_a_gradient_through_the_network() -> None:
     loss(net(torch.randn(2, 1, 16, 16, 16)), _target((2, 1, 16, 16, 16))).backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None]
     assert not missing  # the zero-weight head stays in the graph (DDP needs every parameter)
+
+
+# ---------------------------------------------------------------- regions
+BRATS = [(1, 2, 3), (2, 3), (3,)]
+
+
+def test_region_loss_is_near_zero_for_perfect_region_logits_and_high_for_swapped_ones() -> None:
+    from autoseg.training.loss import RegionDiceBCELoss
+
+    target = _target(classes=4)
+    loss = RegionDiceBCELoss(BRATS, batch_dice=True)
+    regions = loss.region_target(target)
+    assert regions.shape == (2, 3, 8, 10, 12)
+    assert torch.equal(regions[:, 0], target[:, 0] > 0) and torch.equal(regions[:, 2], target[:, 0] == 3)
+    perfect = (regions.float() * 2 - 1) * 30
+    assert loss(perfect, target).item() < 1e-3
+    assert loss(perfect.flip(1), target).item() > 1.0  # whole and enhancing exchanged
+
+
+def test_region_loss_masks_the_ignore_label_and_supervises_every_head() -> None:
+    from autoseg.training.loss import RegionDiceBCELoss
+
+    target = _target(classes=4)
+    target[:, :, :4] = 4
+    loss = RegionDiceBCELoss(BRATS, batch_dice=False, ignore_index=4)
+    logits = torch.randn(2, 3, 8, 10, 12, requires_grad=True)
+    value = loss(logits, target)
+    value.backward()
+    assert logits.grad is not None and logits.grad[:, :, :4].abs().max() == 0
+    assert logits.grad[:, :, 4:].abs().sum() > 0
+    with pytest.raises(ValueError, match="part of a region"):
+        RegionDiceBCELoss(BRATS, batch_dice=False, ignore_index=3)
+    heads = [torch.randn(2, 3, 8, 10, 12, requires_grad=True), torch.randn(2, 3, 4, 5, 6, requires_grad=True)]
+    DeepSupervisionLoss(loss, [0.67, 0.33])(heads, target).backward()
+    assert all(h.grad is not None and h.grad.abs().sum() > 0 for h in heads)
