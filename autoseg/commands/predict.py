@@ -41,7 +41,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     options = PredictOptions(
-        checkpoint=args.checkpoint, tta=not args.no_tta, step_size=args.step_size, amp=not args.no_amp
+        checkpoint=args.checkpoint,
+        tta=not args.no_tta,
+        step_size=args.step_size,
+        amp=not args.no_amp,
+        tile_batch=args.forward_batch,
     )
     with open_model(args.model, args.plans_name) as model:
         configs, folds, postprocessing = _choose(args, model)
@@ -112,6 +116,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-postprocessing", action="store_true", help="ignore selection.json's post-processing")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
+    p.add_argument(
+        "--forward-batch",
+        type=int,
+        default=None,
+        help="network inputs (tiles, mirrored copies) per forward pass (default: measured on the first case)",
+    )
     p.add_argument("--dicom-seg", action="store_true", help="DICOM input: also write a DICOM-SEG per series")
     p.add_argument("--png", action="store_true", help="also write an overlay PNG per case")
     p.set_defaults(func=cmd_predict)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, num_classes_of
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
@@ -47,14 +48,15 @@ class PredictOptions:
         tta: mirroring test-time augmentation over the axes the model was trained to mirror.
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
-        tile_batch: tiles per forward pass (3D); 2D configurations batch slices.
+        tile_batch: network inputs (tiles, mirrored copies) per forward pass; None: measured per
+            network on the first case (:class:`~autoseg.inference.batching.BatchSizer`).
     """
 
     checkpoint: str = "final"
     tta: bool = True
     step_size: float = 0.5
     amp: bool = True
-    tile_batch: int = 1
+    tile_batch: int | None = None
 
 
 class ConfigurationPredictor:
@@ -90,6 +92,10 @@ class ConfigurationPredictor:
         self.mirror_axes = tuple(mirror or ()) if options.tta else None
         if not self.networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
+        copies = 2 ** len(self.mirror_axes or ())
+        self.sizers = [
+            BatchSizer(options.tile_batch, max_items=8 * copies, probe_items=copies) for _ in self.networks
+        ]
 
     @property
     def num_channels(self) -> int:
@@ -118,8 +124,8 @@ class ConfigurationPredictor:
         }
         total: torch.Tensor | None = None
         with torch.inference_mode():
-            for network in self.networks:
-                out = self._one(network, tensor, kwargs)
+            for network, sizer in zip(self.networks, self.sizers, strict=True):
+                out = self._one(network, tensor, {**kwargs, "batch_size": sizer})
                 total = out if total is None else total.add_(out)
             assert total is not None
             return total.div_(len(self.networks))
@@ -127,9 +133,7 @@ class ConfigurationPredictor:
     def _one(self, network: torch.nn.Module, tensor: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
         if len(self.patch_size) == 2:
             return predict_volume_2d(network, tensor, self.patch_size, self.num_classes, **kwargs)
-        return predict_sliding_window(
-            network, tensor, self.patch_size, self.num_classes, batch_size=self.options.tile_batch, **kwargs
-        )
+        return predict_sliding_window(network, tensor, self.patch_size, self.num_classes, **kwargs)
 
     def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
