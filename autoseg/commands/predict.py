@@ -35,6 +35,7 @@ def _choose(args: argparse.Namespace, model: Any) -> tuple[list[str], list[str] 
 def cmd_predict(args: argparse.Namespace) -> int:
     from autoseg.inference.inputs import discover_inputs
     from autoseg.inference.model import fold_names, open_model
+    from autoseg.inference.model_card import card_summary, read_model_card
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
     from autoseg.training.setup import pick_device
@@ -46,8 +47,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         step_size=args.step_size,
         amp=not args.no_amp,
         tile_batch=args.forward_batch,
+        backend=args.backend,
     )
     with open_model(args.model, args.plans_name) as model:
+        card = read_model_card(model.root)
+        if card is not None:
+            print(card_summary(card))
         configs, folds, postprocessing = _choose(args, model)
         predictors = []
         for name in configs:
@@ -116,6 +121,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-postprocessing", action="store_true", help="ignore selection.json's post-processing")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "torchscript", "onnxruntime", "openvino"],
+        help="run the networks with torch (the reference) or an export checked against it (CPU; "
+        "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript)",
+    )
     p.add_argument(
         "--forward-batch",
         type=int,

@@ -19,13 +19,14 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, num_classes_of
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
@@ -48,6 +49,8 @@ class PredictOptions:
         tta: mirroring test-time augmentation over the axes the model was trained to mirror.
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
+        backend: torch (the reference), torchscript, onnxruntime or openvino
+            (:mod:`autoseg.inference.backends`; the last three on the CPU).
         tile_batch: network inputs (tiles, mirrored copies) per forward pass; None: measured per
             network on the first case (:class:`~autoseg.inference.batching.BatchSizer`).
     """
@@ -57,6 +60,7 @@ class PredictOptions:
     step_size: float = 0.5
     amp: bool = True
     tile_batch: int | None = None
+    backend: str = "torch"
 
 
 class ConfigurationPredictor:
@@ -80,13 +84,13 @@ class ConfigurationPredictor:
         self.plans = trained.plans
         self.conf = configuration_plan(self.plans, trained.name)
         self.num_classes = num_classes_of(self.plans["labels"])
-        self.networks: list[torch.nn.Module] = []
+        self.networks: list[Callable[[torch.Tensor], torch.Tensor]] = []
         self.patch_size: list[int] = list(self.conf["patch_size"])
         mirror: list[int] | None = None
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, self.conf["architecture"])
-            self.networks.append(network)
+            self.networks.append(load_runner(path, network, meta, options.backend, device))
             self.patch_size = [int(p) for p in meta.get("patch_size", self.patch_size)]
             mirror = list(meta.get("mirror_axes", range(len(self.patch_size))))
         self.mirror_axes = tuple(mirror or ()) if options.tta else None
@@ -130,7 +134,9 @@ class ConfigurationPredictor:
             assert total is not None
             return total.div_(len(self.networks))
 
-    def _one(self, network: torch.nn.Module, tensor: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+    def _one(
+        self, network: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor, kwargs: dict[str, Any]
+    ) -> torch.Tensor:
         if len(self.patch_size) == 2:
             return predict_volume_2d(network, tensor, self.patch_size, self.num_classes, **kwargs)
         return predict_sliding_window(network, tensor, self.patch_size, self.num_classes, **kwargs)
