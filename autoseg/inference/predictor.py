@@ -51,6 +51,9 @@ class PredictOptions:
         amp: autocast on CUDA (ignored on the CPU).
         backend: torch (the reference), torchscript, onnxruntime or openvino
             (:mod:`autoseg.inference.backends`; the last three on the CPU).
+        resample: how probabilities go back to the native spacing: ``torch`` (on the device,
+            :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
+            ``auto``: torch on a GPU (scipy when the GPU runs out of memory), scipy on the CPU.
         tile_batch: network inputs (tiles, mirrored copies) per forward pass; None: measured per
             network on the first case (:class:`~autoseg.inference.batching.BatchSizer`).
     """
@@ -61,6 +64,7 @@ class PredictOptions:
     amp: bool = True
     tile_batch: int | None = None
     backend: str = "torch"
+    resample: str = "auto"
 
 
 class ConfigurationPredictor:
@@ -117,14 +121,15 @@ class ConfigurationPredictor:
         )
         return data, properties
 
-    def logits(self, data: np.ndarray) -> torch.Tensor:
-        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32, CPU)."""
+    def logits(self, data: np.ndarray, output_device: torch.device | str = "cpu") -> torch.Tensor:
+        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32)."""
         tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
         kwargs: dict[str, Any] = {
             "step_size": self.options.step_size,
             "mirror_axes": self.mirror_axes,
             "device": self.device,
             "amp": self.options.amp and self.device.type == "cuda",
+            "output_device": output_device,
         }
         total: torch.Tensor | None = None
         with torch.inference_mode():
@@ -133,6 +138,43 @@ class ConfigurationPredictor:
                 total = out if total is None else total.add_(out)
             assert total is not None
             return total.div_(len(self.networks))
+
+    def export_ready(self, data: np.ndarray, properties: dict) -> tuple[np.ndarray, dict]:
+        """Probabilities of ``data`` and the properties for :func:`revert_preprocessing`.
+
+        With the torch resampler the logits, their softmax and the resampling to the native spacing
+        stay on the device; the result is already on the native grid (before un-cropping), and the
+        returned properties say so (``target_spacing`` = ``spacing``), so that reverting only pastes
+        and transposes. Otherwise the probabilities (K, Z', Y', X') are in the plan's space.
+        """
+        mode = self.options.resample
+        if mode not in ("auto", "torch", "scipy"):
+            raise ValueError(f"resample={mode!r}: choose auto, torch or scipy")
+        use_torch = mode == "torch" or (mode == "auto" and self.device.type == "cuda")
+        if not use_torch:
+            return torch.softmax(self.logits(data), dim=0).numpy(), properties
+        logits = self.logits(data, output_device=self.device)
+        try:
+            return self._resample_on_device(torch.softmax(logits, dim=0), properties)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("out of GPU memory resampling to the native spacing; resampling on the CPU")
+            probs = torch.softmax(logits.cpu(), dim=0).numpy()
+            del logits
+            torch.cuda.empty_cache()
+            return probs, properties
+
+    def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
+        from autoseg.inference.resample_torch import resample_to_shape_torch
+        from autoseg.preprocessing.resample import axis_orders
+
+        res = properties["resampling"]
+        order = res["probabilities_order"]
+        order_z = res.get("probabilities_order_z", res["data_order_z"])
+        current, native = properties["target_spacing"], properties["spacing"]
+        orders = axis_orders(current, native, order, order_z, res["separate_z_anisotropy_threshold"])
+        shape = properties["shape_after_cropping_and_before_resampling"]
+        out = resample_to_shape_torch(probs, shape, orders).cpu().numpy()
+        return out, {**properties, "target_spacing": list(native)}
 
     def _one(
         self, network: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor, kwargs: dict[str, Any]
@@ -143,8 +185,7 @@ class ConfigurationPredictor:
 
     def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
-        probs = torch.softmax(self.logits(data), dim=0).numpy()
-        return revert_preprocessing(probs, properties)
+        return revert_preprocessing(*self.export_ready(data, properties))
 
     def predict(self, name: str, images: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""

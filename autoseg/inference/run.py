@@ -123,8 +123,7 @@ def predict_cases(
             try:
                 prepared, geometry = current.result()
                 probs = [
-                    (_softmax(p.logits(data)), props)
-                    for p, (data, props) in zip(predictors, prepared, strict=True)
+                    p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
                 ]
             except Exception as err:  # one bad case must not stop the others
                 log.error("%s: %s", case.source, err)
@@ -160,12 +159,6 @@ def predict_cases(
     }
     write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
     return summary
-
-
-def _softmax(logits: Any) -> np.ndarray:
-    import torch
-
-    return torch.softmax(logits, dim=0).numpy()
 
 
 def _since(t0: float) -> float:

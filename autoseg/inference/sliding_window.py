@@ -164,6 +164,7 @@ def _predict_stack(
     sizer: BatchSizer,
     amp: bool,
     progress: bool,
+    output_device: torch.device | str = "cpu",
 ) -> Tensor:
     """Logits (N, K, *spatial) of N same-sized images (N, C, *spatial).
 
@@ -218,7 +219,7 @@ def _predict_stack(
         bar.close()
     logits /= weight_sum  # in place: no second full-size buffer on the device
     crop = tuple(slice(b, b + s) for b, s in zip(before, spatial, strict=True))
-    return logits[(slice(None), slice(None), *crop)].cpu()
+    return logits[(slice(None), slice(None), *crop)].to(output_device)
 
 
 def _flip(x: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -274,6 +275,7 @@ def predict_sliding_window(
     batch_size: int | BatchSizer = 1,
     amp: bool = False,
     progress: bool = False,
+    output_device: torch.device | str = "cpu",
 ) -> Tensor:
     """Logits of a whole image from a network trained on patches.
 
@@ -294,9 +296,10 @@ def predict_sliding_window(
             :class:`~autoseg.inference.batching.BatchSizer` that measures it.
         amp: autocast the forward passes (float16 on CUDA, bfloat16 on CPU); accumulation stays float32.
         progress: show a tqdm bar over the forward passes.
+        output_device: where the returned logits are (``device`` keeps them there, e.g. on the GPU).
 
     Returns:
-        (K, *spatial) float32 logits on the CPU.
+        (K, *spatial) float32 logits on ``output_device``.
 
     Example:
         >>> net = torch.nn.Conv3d(1, 2, 3, padding=1)
@@ -317,6 +320,7 @@ def predict_sliding_window(
         batch_size=batch_size,
         amp=amp,
         progress=progress,
+        output_device=output_device,
     )
     return out[0]
 
@@ -333,6 +337,7 @@ def predict_volume_2d(
     batch_size: int | BatchSizer = 16,
     amp: bool = False,
     progress: bool = False,
+    output_device: torch.device | str = "cpu",
 ) -> Tensor:
     """Logits of a 3D volume from a 2D network, slice by slice along the first spatial axis.
 
@@ -346,7 +351,7 @@ def predict_volume_2d(
         mirror_axes: in-plane axes to mirror, 0 for Y and 1 for X.
 
     Returns:
-        (K, Z, Y, X) float32 logits on the CPU.
+        (K, Z, Y, X) float32 logits on ``output_device``.
     """
     if image.ndim != 4:
         raise ValueError(f"predict_volume_2d needs a (C, Z, Y, X) image, got shape {tuple(image.shape)}")
@@ -365,5 +370,6 @@ def predict_volume_2d(
         batch_size=batch_size,
         amp=amp,
         progress=progress,
+        output_device=output_device,
     )
     return out.permute(1, 0, 2, 3).contiguous()
