@@ -48,6 +48,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         tile_batch=args.forward_batch,
         backend=args.backend,
+        resample=args.resample,
     )
     with open_model(args.model, args.plans_name) as model:
         card = read_model_card(model.root)
@@ -127,6 +128,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["torch", "torchscript", "onnxruntime", "openvino"],
         help="run the networks with torch (the reference) or an export checked against it (CPU; "
         "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript)",
+    )
+    p.add_argument(
+        "--resample",
+        default="auto",
+        choices=["auto", "torch", "scipy"],
+        help="probabilities back to the native spacing: torch on the device (auto: on a GPU) or scipy",
     )
     p.add_argument(
         "--forward-batch",
