@@ -485,6 +485,42 @@ def summarize(runs: list[dict[str, Any]], n: int, k: int, tta_modes: list[bool])
     return summary
 
 
+def compare_masks(runs: list[dict[str, Any]], n: int, cases: list[str], ending: str) -> dict[str, Any]:
+    """Each variant's masks against autoseg's (torch, the reference): voxel agreement and Dice per label."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    out: dict[str, Any] = {}
+    for tta in (True, False):
+        ref = next((r for r in runs if r["tool"] == "autoseg" and r["tta"] == tta and r["cases"] == n), None)
+        if ref is None:
+            continue
+        for run in (
+            r for r in runs if r["tta"] == tta and r["cases"] == n and r["tool"] not in ("autoseg", "nnunet")
+        ):
+            agree, dice = [], []
+            for case in cases:
+                a, b = (
+                    sitk.GetArrayFromImage(
+                        sitk.ReadImage(str(Path(r["log"]).parent / "out" / f"{case}{ending}"))
+                    )
+                    for r in (ref, run)
+                )
+                agree.append(float((a == b).mean()))
+                for label in set(np.unique(a)) | set(np.unique(b)):
+                    if label:
+                        dice.append(
+                            2
+                            * float(((a == label) & (b == label)).sum())
+                            / ((a == label).sum() + (b == label).sum())
+                        )
+            key = f"{run['tool']} vs autoseg, TTA {'on' if tta else 'off'}"
+            out.setdefault(key, {"min_voxel_agreement": min(agree), "min_dice": min(dice) if dice else None})
+    for key, v in out.items():
+        print(f"masks {key}: min voxel agreement {v['min_voxel_agreement']:.6f}, min Dice {v['min_dice']}")
+    return out
+
+
 def reference_tool() -> str | None:
     """What the ratios divide by: nnU-Net when it ran, else the baseline source tree, else nothing."""
     return next((t for t in ("nnunet", "autoseg-base") if t in TOOLS), None)
@@ -689,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(one_run(tool, base, tta, f"rep{rep}", args, ctx))
 
     summary = summarize(runs, args.cases, base, tta_modes)
+    agreement = compare_masks(runs, args.cases, cases, ending)
     load_end = os.getloadavg()
     state_end = machine_state()
     np_, ns = args.nnunet_npp, args.nnunet_nps
@@ -716,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": models,
         "summary": summary,
         "outputs_ok": not bad,
+        "mask_agreement": agreement,
         "warmup": warmup,
         "runs": runs,
     }

@@ -100,9 +100,12 @@ class ConfigurationPredictor:
         self.mirror_axes = tuple(mirror or ()) if options.tta else None
         if not self.networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
+        # the probe batch: every mirrored copy of a 3D tile; 16 slices' tiles in 2D (small inputs)
         copies = 2 ** len(self.mirror_axes or ())
+        probe = copies if len(self.patch_size) == 3 else 16
         self.sizers = [
-            BatchSizer(options.tile_batch, max_items=8 * copies, probe_items=copies) for _ in self.networks
+            BatchSizer(options.tile_batch, max_items=max(8 * copies, 64), probe_items=probe)
+            for _ in self.networks
         ]
 
     @property
