@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["BatchSizer", "is_out_of_memory"]
+__all__ = ["BatchSizer", "CudaMemory", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,26 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+class CudaMemory:
+    """Allocated, peak and free memory of a CUDA device (what the GPU sizing measures)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> int:
+        """Synchronise, reset the peak statistics; the bytes allocated now."""
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return torch.cuda.memory_allocated(self.device)
+
+    def peak(self) -> int:
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device)
+
+    def free(self) -> int:
+        return torch.cuda.mem_get_info(self.device)[0]
+
+
 class BatchSizer:
     """Items per forward pass: ``fixed``, or measured (see the module docstring).
 
@@ -53,9 +74,17 @@ class BatchSizer:
         max_items: the largest batch a measurement may choose.
         probe_items: items per probe on the CPU (the number of mirrored copies of a tile is a good
             choice: the batched probe then holds every copy of one tile).
+        memory: measures device memory (default :class:`CudaMemory` on CUDA; the tests give a
+            stand-in to run the GPU sizing on the CPU).
     """
 
-    def __init__(self, fixed: int | None = None, max_items: int = 64, probe_items: int = 8) -> None:
+    def __init__(
+        self,
+        fixed: int | None = None,
+        max_items: int = 64,
+        probe_items: int = 8,
+        memory: Any | None = None,
+    ) -> None:
         if fixed is not None and fixed < 1:
             raise ValueError(f"batch size {fixed} must be >= 1")
         self.fixed = fixed
@@ -64,6 +93,7 @@ class BatchSizer:
         self.chosen: int | None = fixed
         self._single: list[float] = []  # seconds per item of one-item passes (CPU probe)
         self.reason = "fixed" if fixed is not None else "not measured yet"
+        self.memory = memory
 
     def size(self, remaining: int) -> int:
         """Items for the next pass, at most ``remaining``."""
@@ -94,8 +124,8 @@ class BatchSizer:
             return torch.cat([self.forward(run, part) for part in x.split(half)])
 
     def _measured(self, run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        if x.device.type == "cuda":
-            return self._measure_gpu(run, x)
+        if x.device.type == "cuda" or self.memory is not None:
+            return self._measure_gpu(run, x, self.memory or CudaMemory(x.device))
         start = time.perf_counter()
         out = run(x)
         per_item = (time.perf_counter() - start) / x.shape[0]
@@ -112,15 +142,11 @@ class BatchSizer:
         log.info("forward batch %d (%s)", self.chosen, self.reason)
         return out
 
-    def _measure_gpu(self, run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        device = x.device
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    def _measure_gpu(self, run: Callable[[Tensor], Tensor], x: Tensor, memory: Any) -> Tensor:
+        base = memory.start()
         out = run(x[:1])
-        torch.cuda.synchronize(device)
-        per_item = max(1, torch.cuda.max_memory_allocated(device) - base)
-        free, _ = torch.cuda.mem_get_info(device)
+        per_item = max(1, memory.peak() - base)
+        free = memory.free()
         fits = int(GPU_MEMORY_FRACTION * free // per_item)
         self.chosen = max(1, min(self.max_items, fits))
         self.reason = f"measured on the GPU: {per_item / 2**20:.0f} MiB per item, {free / 2**30:.1f} GiB free"

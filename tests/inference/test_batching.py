@@ -58,3 +58,34 @@ def test_other_errors_are_not_taken_for_out_of_memory() -> None:
     assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("out of memory"))
+
+
+class FakeMemory:
+    """Stands in for CudaMemory: 100 MiB per input, 1 GiB free; counts the measurements."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def start(self) -> int:
+        self.calls += 1
+        return 50 * 2**20
+
+    def peak(self) -> int:
+        return 150 * 2**20
+
+    def free(self) -> int:
+        return 2**30
+
+
+def test_gpu_sizing_fits_the_measured_memory_of_one_input() -> None:
+    """The GPU code path on the CPU: one input measured, then as many as fit in 80 % of the free memory."""
+    net = SmallMemoryNet(limit=100)
+    reference = predict_sliding_window(net, _image(), (16, 16, 16), 2, mirror_axes=(0, 1, 2), batch_size=1)
+    net.batches.clear()
+    memory = FakeMemory()
+    sizer = BatchSizer(max_items=64, memory=memory)
+    out = predict_sliding_window(net, _image(), (16, 16, 16), 2, mirror_axes=(0, 1, 2), batch_size=sizer)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    assert sizer.chosen == 8 and memory.calls == 1  # int(0.8 * 1024 / 100)
+    assert "100 MiB per item, 1.0 GiB free" in sizer.reason
+    assert net.batches[0] == 1 and max(net.batches) == 8 and sum(net.batches) == 12 * 8
