@@ -86,6 +86,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else None
     )
     kinds = [k for k, on in (("onnx", args.onnx), ("torchscript", args.torchscript)) if on]
+    if args.container is not None:  # the container's backend runs an export made and checked here
+        need = {"onnxruntime": "onnx", "openvino": "onnx", "torchscript": "torchscript"}.get(
+            args.container_backend
+        )
+        kinds += [need] if need and need not in kinds else []
     output = Path(args.output) if args.output else Path(args.container) / "model.zip"
     with open_model(_model_root(cfg, root), args.plans_name) as model:
         configurations = args.configurations

@@ -52,7 +52,7 @@ ENV AUTOSEG_MODEL=/opt/model/model.zip \\
     AUTOSEG_BACKEND={backend}
 
 COPY model.zip entrypoint.py /opt/model/
-WORKDIR /tmp
+{install}WORKDIR /tmp
 USER 10001:10001
 ENTRYPOINT ["python3", "/opt/model/entrypoint.py"]
 """
@@ -94,12 +94,26 @@ def write_container(folder: Path, archive: Path, backend: str = "torch") -> Path
     target = folder / "model.zip"
     if archive.resolve() != target.resolve():
         shutil.copyfile(archive, target)
-    fields = {"version": __version__, "model": archive.stem, "backend": backend}
+    fields = {"version": __version__, "model": archive.stem, "backend": backend, "install": _install(backend)}
     (folder / "Dockerfile").write_text(DOCKERFILE.format(**fields))
     (folder / "entrypoint.py").write_text(ENTRYPOINT)
     (folder / "entrypoint.py").chmod(0o755)
     (folder / "README.md").write_text(README.format(**fields))
     return folder
+
+
+def _install(backend: str) -> str:
+    """Dockerfile lines installing the backend's runtime at the version this export was checked with."""
+    import importlib.metadata as md
+
+    package = {"onnxruntime": "onnxruntime", "openvino": "openvino"}.get(backend)
+    if package is None:
+        return ""
+    try:
+        pin = f"{package}=={md.version(package)}"
+    except md.PackageNotFoundError as err:
+        raise ValueError(f"--container-backend {backend}: {package} is not installed here to pin it") from err
+    return f"USER 0\nRUN python3 -m pip install --no-cache-dir --break-system-packages {pin}\n"
 
 
 def _cases(folder: Path, channels: list[str]) -> list[Any]:
