@@ -58,6 +58,16 @@ Usage::
         [--mem-interval 0.5] [--out benchmarks/work/bench_predict] [--json-out FILE] \
         [--models-dir DIR] [--keep]
 
+Variants (issue 15): ``--backends torch onnxruntime openvino torchscript`` runs ``autoseg predict
+--backend B`` for each (``autoseg-B``; the export is made in the untimed warm-up run);
+``--baseline-src DIR`` adds ``autoseg-base``, the autoseg of another source tree (e.g. ``git archive
+<commit> autoseg conf | tar -x -C DIR``) on ``PYTHONPATH``, for before/after comparisons;
+``--autoseg-model DIR`` predicts with an existing results folder (no plan, no training). Without
+``benchmarks/.nnunet-venv`` (or with ``--no-nnunet``) only autoseg runs, and the ratios divide by
+``autoseg-base`` when it is there. ``--synthetic-shape Z Y X --synthetic-spacing Z Y X`` predicts
+smooth random volumes of that size and spacing instead of the dataset's images: many tiles, and
+resampling on the way in and out when the spacing differs from the plan's.
+
 ``--models-dir`` reuses (or creates) the preprocessed data and both models in ``DIR``; otherwise
 they are made in the run's temporary folder, which is deleted at the end unless ``--keep``.
 """
@@ -86,8 +96,22 @@ REPO = HERE.parent
 DEFAULT_NNUNET_VENV = HERE / ".nnunet-venv"
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "Dataset004_Hippocampus"
 CONFIGURATION = "3d_fullres"
-TOOLS = ("nnunet", "autoseg")
-LABEL = {"nnunet": "nnU-Net", "autoseg": "autoseg"}
+TOOLS: tuple[str, ...] = ("nnunet", "autoseg")  # set in main(): the variants of this run
+BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino")
+
+
+def label(tool: str) -> str:
+    """nnU-Net, autoseg (torch), autoseg-<backend>, autoseg-base (another source tree)."""
+    return "nnU-Net" if tool == "nnunet" else tool
+
+
+def backend_of(tool: str) -> str | None:
+    """The --backend of an autoseg variant (None for nnU-Net and the baseline tree)."""
+    if tool == "autoseg":
+        return "torch"
+    rest = tool.removeprefix("autoseg-")
+    return rest if rest in BACKENDS else None
+
 
 # Imported at start-up by every Python process of a timed run (PYTHONPATH): records the torch
 # threads in effect when the process exits, if it imported torch. Nothing else.
@@ -213,13 +237,38 @@ def make_inputs(dataset: Path, out: Path, n: int, k: int, ending: str) -> tuple[
     return folders, [f.name[: -len(f"_0000{ending}")] for f in images[:n]]
 
 
+def make_synthetic_inputs(
+    out: Path, n: int, k: int, shape: list[int], spacing: list[float], ending: str
+) -> tuple[dict[int, Path], list[str]]:
+    """N smooth random volumes (z, y, x) = ``shape`` at ``spacing`` mm: many tiles, resampled in and out."""
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy.ndimage import gaussian_filter
+
+    names = [f"synthetic_{i:03d}" for i in range(n)]
+    folders: dict[int, Path] = {}
+    for count, name in ((n, "input"), (k, "input_base"), (1, "input_1")):
+        if count in folders:
+            continue
+        folders[count] = folder = out / name
+        folder.mkdir()
+        for i, case in enumerate(names[:count]):
+            rng = np.random.default_rng(i)
+            volume = gaussian_filter(rng.normal(size=shape), 3).astype(np.float32) * 1000 + 300
+            image = sitk.GetImageFromArray(volume)
+            image.SetSpacing(tuple(float(v) for v in reversed(spacing)))  # SimpleITK: x, y, z
+            sitk.WriteImage(image, str(folder / f"{case}_0000{ending}"))
+    return folders, names
+
+
 def make_models(args: argparse.Namespace, dataset: Path, models: Path) -> dict[str, Any]:
     """Plan + preprocess with both tools, train autoseg's fold 0 briefly, write nnU-Net's untrained fold 0."""
-    paths = prepare(args, dataset, models)
+    paths = prepare(args, dataset, models) if not args.autoseg_model else {}
     info: dict[str, Any] = {"paths": paths}
 
-    results = models / "autoseg_results"
-    found = sorted(results.glob(f"*/*/{CONFIGURATION}/fold_0/checkpoint_final.pt"))
+    results = Path(args.autoseg_model) if args.autoseg_model else models / "autoseg_results"
+    found = sorted(results.glob(f"*/{CONFIGURATION}/fold_0/checkpoint_final.pt"))
+    found = found or sorted(results.glob(f"*/*/{CONFIGURATION}/fold_0/checkpoint_final.pt"))
     if not found:
         results.mkdir(parents=True, exist_ok=True)
         cmd = [*autoseg_exe(), "train", str(dataset), CONFIGURATION, "0", "--device", "cpu"]
@@ -241,6 +290,8 @@ def make_models(args: argparse.Namespace, dataset: Path, models: Path) -> dict[s
             raise SystemExit(f"autoseg train wrote no fold_0/checkpoint_final.pt in {results}")
     # <root>/<plans>/<config>/fold_0/checkpoint_final.pt -> the model root
     info["autoseg_model"] = str(found[0].parents[3])
+    if args.autoseg_model and not args.with_nnunet:
+        return info
     info["autoseg_train_iterations"] = args.train_iterations
     code = (
         "import json, sys, pathlib; from autoseg.training.checkpoint import load_checkpoint; "
@@ -251,6 +302,8 @@ def make_models(args: argparse.Namespace, dataset: Path, models: Path) -> dict[s
         [sys.executable, "-c", code, str(found[0])], capture_output=True, text=True, check=True
     )
     info["autoseg_checkpoint"] = json.loads(meta.stdout)
+    if not args.with_nnunet:
+        return info
 
     nn_results = models / "nnUNet_results"
     nn_info = models / "nnunet_checkpoint.json"
@@ -277,8 +330,12 @@ def tool_command(
         cmd += ["-device", "cpu", "-npp", str(args.nnunet_npp), "-nps", str(args.nnunet_nps)]
         cmd += ["--disable_progress_bar"]
         return cmd + ([] if tta else ["--disable_tta"])
-    cmd = [*autoseg_exe(), "predict", "-i", str(inp), "-o", str(out), "-m", models["autoseg_model"]]
+    exe = [sys.executable, "-m", "autoseg"] if tool == "autoseg-base" else autoseg_exe()
+    cmd = [*exe, "predict", "-i", str(inp), "-o", str(out), "-m", models["autoseg_model"]]
     cmd += ["-c", CONFIGURATION, "-f", "0", "--checkpoint", "final", "--device", "cpu"]
+    backend = backend_of(tool)
+    if backend not in (None, "torch"):
+        cmd += ["--backend", backend]
     return cmd + ([] if tta else ["--no-tta"])
 
 
@@ -289,7 +346,8 @@ def tool_env(tool: str, args: argparse.Namespace, models: dict[str, Any], probe_
         env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(args.threads)
     env["BENCH_PREDICT_PROBE_DIR"] = str(probe_dir)
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (args.probe_path, env.get("PYTHONPATH")) if x)
+    base = args.baseline_src if tool == "autoseg-base" else None  # that tree's autoseg comes first
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (args.probe_path, base, env.get("PYTHONPATH")) if x)
     return env
 
 
@@ -385,7 +443,7 @@ def one_run(
     res["check"] = run_check(params, args)
     mem = f", peak PSS {res['peak_pss_mib']:.0f} MiB" if "peak_pss_mib" in res else ""
     print(
-        f"[{tag}] {LABEL[tool]:8s} {n_cases:3d} case(s) TTA {'on ' if tta else 'off'}: "
+        f"[{tag}] {label(tool):20s} {n_cases:3d} case(s) TTA {'on ' if tta else 'off'}: "
         f"{res['wall_s']:6.1f}s wall, "
         f"{res['cpu_s']:6.1f}s CPU{mem}, threads {res['threads']}, load {res['loadavg_before'][0]:.2f}, "
         f"outputs {'ok' if res['check']['ok'] else 'BAD ' + '; '.join(res['check']['problems'][:3])}",
@@ -416,9 +474,56 @@ def summarize(runs: list[dict[str, Any]], n: int, k: int, tta_modes: list[bool])
             s["startup_s"] = s["wall_base_s"] - k * marginal if marginal is not None else None
             s["peak_nproc"] = max((r.get("peak_nproc", 0) for r in mine[n]), default=None)
             summary[mode][tool] = s
-        a, b = summary[mode]["autoseg"], summary[mode]["nnunet"]
-        summary[mode]["ratio"] = {k: a[k] / b[k] for k in a if isinstance(a[k], float) and b.get(k)}
+        ref = reference_tool()
+        summary[mode]["reference"] = ref
+        summary[mode]["ratio"] = {}
+        for tool in TOOLS:
+            if ref is None or tool == ref:
+                continue
+            a, b = summary[mode][tool], summary[mode][ref]
+            summary[mode]["ratio"][tool] = {k: a[k] / b[k] for k in a if isinstance(a[k], float) and b.get(k)}
     return summary
+
+
+def compare_masks(runs: list[dict[str, Any]], n: int, cases: list[str], ending: str) -> dict[str, Any]:
+    """Each variant's masks against autoseg's (torch, the reference): voxel agreement and Dice per label."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    out: dict[str, Any] = {}
+    for tta in (True, False):
+        ref = next((r for r in runs if r["tool"] == "autoseg" and r["tta"] == tta and r["cases"] == n), None)
+        if ref is None:
+            continue
+        for run in (
+            r for r in runs if r["tta"] == tta and r["cases"] == n and r["tool"] not in ("autoseg", "nnunet")
+        ):
+            agree, dice = [], []
+            for case in cases:
+                a, b = (
+                    sitk.GetArrayFromImage(
+                        sitk.ReadImage(str(Path(r["log"]).parent / "out" / f"{case}{ending}"))
+                    )
+                    for r in (ref, run)
+                )
+                agree.append(float((a == b).mean()))
+                for label in set(np.unique(a)) | set(np.unique(b)):
+                    if label:
+                        dice.append(
+                            2
+                            * float(((a == label) & (b == label)).sum())
+                            / ((a == label).sum() + (b == label).sum())
+                        )
+            key = f"{run['tool']} vs autoseg, TTA {'on' if tta else 'off'}"
+            out.setdefault(key, {"min_voxel_agreement": min(agree), "min_dice": min(dice) if dice else None})
+    for key, v in out.items():
+        print(f"masks {key}: min voxel agreement {v['min_voxel_agreement']:.6f}, min Dice {v['min_dice']}")
+    return out
+
+
+def reference_tool() -> str | None:
+    """What the ratios divide by: nnU-Net when it ran, else the baseline source tree, else nothing."""
+    return next((t for t in ("nnunet", "autoseg-base") if t in TOOLS), None)
 
 
 def print_summary(summary: dict[str, Any], n: int, k: int, runs: list[dict[str, Any]]) -> None:
@@ -436,7 +541,7 @@ def print_summary(summary: dict[str, Any], n: int, k: int, runs: list[dict[str, 
             rows.append(
                 [
                     "on" if mode == "tta" else "off",
-                    LABEL[tool],
+                    label(tool),
                     f(s["wall_s"], ".1f"),
                     f(s["per_case_s"], ".2f"),
                     f(s["wall_base_s"], ".1f"),
@@ -449,28 +554,19 @@ def print_summary(summary: dict[str, Any], n: int, k: int, runs: list[dict[str, 
                     ",".join(map(str, threads)),
                 ]
             )
-        r = per["ratio"]
-        rows.append(
-            [
-                "",
-                "autoseg/nnU-Net",
-                f(r.get("wall_s"), ".2f"),
-                f(r.get("per_case_s"), ".2f"),
-                f(r.get("wall_base_s"), ".2f"),
-                f(r.get("marginal_per_case_s"), ".2f"),
-                f(r.get("startup_s"), ".2f"),
-                f(r.get("cpu_s"), ".2f"),
-                f(r.get("peak_pss_mib"), ".2f"),
-                f(r.get("peak_rss_mib"), ".2f"),
-                "",
-                "",
-            ]
-        )
+        for tool, r in per["ratio"].items():
+            rows.append(_ratio_row(f"{label(tool)}/{label(per['reference'])}", r, f))
     print(fmt_table(rows))
     print(
         "(seconds, medians over the repeats; marginal = (wall_N - wall_K) / (N - K); "
         "start-up = wall_K - K * marginal; CPU, memory and processes of the N-case runs, whole process tree)"
     )
+
+
+def _ratio_row(name: str, r: dict[str, float], f: Any) -> list[str]:
+    keys = [("wall_s", ".2f"), ("per_case_s", ".2f"), ("wall_base_s", ".2f"), ("marginal_per_case_s", ".2f")]
+    keys += [("startup_s", ".2f"), ("cpu_s", ".2f"), ("peak_pss_mib", ".2f"), ("peak_rss_mib", ".2f")]
+    return ["", name, *(f(r.get(k), fmt) for k, fmt in keys), "", ""]
 
 
 def machine_state() -> dict[str, Any]:
@@ -494,10 +590,13 @@ def versions(args: argparse.Namespace) -> dict[str, Any]:
         "import importlib.metadata as m, json; "
         "print(json.dumps({k: m.version(k) for k in ('nnunetv2', 'torch', 'SimpleITK', 'numpy')}))"
     )
-    nn = subprocess.run(
-        [str(Path(args.nnunet_venv) / "bin" / "python"), "-c", code], capture_output=True, text=True
+    nn_python = Path(args.nnunet_venv) / "bin" / "python"
+    nn = (
+        subprocess.run([str(nn_python), "-c", code], capture_output=True, text=True)
+        if nn_python.exists()
+        else None
     )
-    if nn.returncode == 0:
+    if nn is not None and nn.returncode == 0:
         out.update({f"nnunet_env_{k}": v for k, v in json.loads(nn.stdout).items()})
     git_cmd = ["git", "-C", str(REPO), "describe", "--always", "--dirty"]
     git = subprocess.run(git_cmd, capture_output=True, text=True)
@@ -525,6 +624,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", type=Path, default=None, help="reuse/keep the plans and models here")
     ap.add_argument("--nnunet-venv", default=str(DEFAULT_NNUNET_VENV))
     ap.add_argument("--keep", action="store_true", help="keep the run folder (inputs, outputs, logs, models)")
+    ap.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=["torch"],
+        help="autoseg predict --backend, each a variant",
+    )
+    ap.add_argument("--baseline-src", default=None, help="another autoseg source tree, run as autoseg-base")
+    ap.add_argument(
+        "--autoseg-model", default=None, help="an existing autoseg results folder (skip plan+train)"
+    )
+    ap.add_argument("--no-nnunet", action="store_true", help="autoseg only, even if the nnU-Net venv exists")
+    ap.add_argument(
+        "--synthetic-shape",
+        type=int,
+        nargs=3,
+        default=None,
+        help="predict synthetic volumes of this shape instead",
+    )
+    ap.add_argument("--synthetic-spacing", type=float, nargs=3, default=(2.0, 1.0, 1.0), help="their spacing")
     ap.add_argument("--worker", choices=("nnunet_checkpoint", "check"), help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -538,8 +657,14 @@ def main(argv: list[str] | None = None) -> int:
     dataset = args.dataset.resolve()
     if not (dataset / "dataset.json").is_file():
         sys.exit(f"{dataset}/dataset.json not found")
-    if not (Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict").exists():
-        sys.exit(f"{args.nnunet_venv}/bin/nnUNetv2_predict not found; run benchmarks/setup_nnunet.sh first")
+    global TOOLS
+    args.with_nnunet = not args.no_nnunet and (Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict").exists()
+    if not args.with_nnunet and not args.no_nnunet:
+        print(f"note: no {args.nnunet_venv}/bin/nnUNetv2_predict (benchmarks/setup_nnunet.sh): autoseg only")
+    variants = ["autoseg" if b == "torch" else f"autoseg-{b}" for b in args.backends]
+    TOOLS = tuple(
+        (["nnunet"] if args.with_nnunet else []) + (["autoseg-base"] if args.baseline_src else []) + variants
+    )
     if args.cases < 1 or args.repeat < 1:
         sys.exit("--cases and --repeat must be >= 1")
     dataset_json = json.loads((dataset / "dataset.json").read_text())
@@ -561,9 +686,14 @@ def main(argv: list[str] | None = None) -> int:
     models_dir = args.models_dir.resolve() if args.models_dir else out / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     models = make_models(args, dataset, models_dir)
-    did = int(models["paths"]["nnunet_name"][len("Dataset") :][:3])
+    did = int(models["paths"]["nnunet_name"][len("Dataset") :][:3]) if args.with_nnunet else 0
     base = args.base_cases if 0 < args.base_cases < args.cases and not args.no_startup_runs else args.cases
-    inputs, cases = make_inputs(dataset, out, args.cases, base, ending)
+    if args.synthetic_shape:
+        inputs, cases = make_synthetic_inputs(
+            out, args.cases, base, args.synthetic_shape, args.synthetic_spacing, ending
+        )
+    else:
+        inputs, cases = make_inputs(dataset, out, args.cases, base, ending)
     ctx = {
         "out": out,
         "inputs": inputs,
@@ -595,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(one_run(tool, base, tta, f"rep{rep}", args, ctx))
 
     summary = summarize(runs, args.cases, base, tta_modes)
+    agreement = compare_masks(runs, args.cases, cases, ending)
     load_end = os.getloadavg()
     state_end = machine_state()
     np_, ns = args.nnunet_npp, args.nnunet_nps
@@ -622,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": models,
         "summary": summary,
         "outputs_ok": not bad,
+        "mask_agreement": agreement,
         "warmup": warmup,
         "runs": runs,
     }

@@ -474,7 +474,10 @@ def prepare(args: argparse.Namespace, dataset: Path, prep: Path) -> dict[str, An
         cmd = [*autoseg_exe(), "plan", str(dataset), "-c", CONFIGURATION, "--num-workers", w]
         env = dict(os.environ, AUTOSEG_PREPROCESSED=str(paths["autoseg_preprocessed"]))
         _run_logged(cmd, env, prep / "autoseg_plan.log", "autoseg plan")
-    if not (paths["nnUNet_preprocessed"] / name / "nnUNetPlans.json").is_file():
+    if (
+        getattr(args, "with_nnunet", True)
+        and not (paths["nnUNet_preprocessed"] / name / "nnUNetPlans.json").is_file()
+    ):
         paths["nnUNet_raw"].mkdir(parents=True, exist_ok=True)
         paths["nnUNet_preprocessed"].mkdir(parents=True, exist_ok=True)
         link = paths["nnUNet_raw"] / name

@@ -75,26 +75,55 @@ def cmd_export(args: argparse.Namespace) -> int:
     import json
 
     from autoseg.inference.export import export_model
+    from autoseg.inference.export_networks import export_fold_networks
     from autoseg.inference.model import open_model
     from autoseg.stages import versions
 
+    if args.output is None and args.container is None:
+        raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER, or both")
     cfg = compose_config(args)
     root = dataset_root(args.dataset, cfg)
     dataset_json = (
         json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else None
     )
+    kinds = [k for k, on in (("onnx", args.onnx), ("torchscript", args.torchscript)) if on]
+    if args.container is not None:  # the container's backend runs an export made and checked here
+        need = {"onnxruntime": "onnx", "openvino": "onnx", "torchscript": "torchscript"}.get(
+            args.container_backend
+        )
+        kinds += [need] if need and need not in kinds else []
+    output = Path(args.output) if args.output else Path(args.container) / "model.zip"
     with open_model(_model_root(cfg, root), args.plans_name) as model:
+        configurations = args.configurations
+        if configurations is None:
+            selected = (model.selection or {}).get("configurations")
+            configurations = list(selected) if selected else model.configurations()
+        records = export_fold_networks(model, configurations, args.folds, args.checkpoint, kinds, root)
+        for r in records:
+            check = r["check"]
+            print(
+                f"{r['configuration']} fold {r['fold']}: {r['kind']} {r['file']} checked: max |logit diff| "
+                f"{check['max_abs_diff_random']:.1e}, argmax Dice {check['dice_argmax']:.4f} "
+                f"({check['dice_case']} case)"
+            )
         out = export_model(
             model,
-            Path(args.output),
-            args.configurations,
+            output,
+            configurations,
             args.folds,
             args.checkpoint,
             dataset_json,
             versions(),
+            kinds,
+            records,
         )
     size = out.stat().st_size / 2**20
     print(f"model exported to {out} ({size:.1f} MiB); use it with: autoseg predict -i IN -o OUT -m {out}")
+    if args.container is not None:
+        from autoseg.inference.container import write_container
+
+        context = write_container(Path(args.container), out, backend=args.container_backend)
+        print(f"container build context in {context}: docker build -t my-model {context}")
     return 0
 
 
@@ -123,10 +152,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export-model", help="write a portable model archive (.zip) for autoseg predict -m")
     p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
-    p.add_argument("-o", "--output", required=True, help="the archive, e.g. model.zip")
+    p.add_argument("-o", "--output", default=None, help="the archive, e.g. model.zip")
     p.add_argument("-c", "--configurations", nargs="+", default=None, help="default: the selection's")
     p.add_argument("-f", "--folds", nargs="+", default=None, help="default: every trained fold")
     p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"])
     p.add_argument("--plans-name", default=None)
+    p.add_argument("--onnx", action="store_true", help="also export each fold as ONNX (checked, cached)")
+    p.add_argument("--torchscript", action="store_true", help="also export each fold as TorchScript")
+    p.add_argument(
+        "--container",
+        default=None,
+        help="write a challenge container's build context here (Dockerfile, model.zip, entrypoint)",
+    )
+    p.add_argument(
+        "--container-backend",
+        default="torch",
+        choices=["torch", "torchscript", "onnxruntime", "openvino"],
+        help="the backend the container predicts with",
+    )
     p.add_argument("overrides", nargs="*", help="hydra overrides, e.g. paths.results=/data/results")
     p.set_defaults(func=cmd_export)

@@ -35,17 +35,27 @@ def _choose(args: argparse.Namespace, model: Any) -> tuple[list[str], list[str] 
 def cmd_predict(args: argparse.Namespace) -> int:
     from autoseg.inference.inputs import discover_inputs
     from autoseg.inference.model import fold_names, open_model
+    from autoseg.inference.model_card import card_summary, read_model_card
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
     from autoseg.utils.device import pick_device
 
     device = pick_device(args.device)
     options = PredictOptions(
-        checkpoint=args.checkpoint, tta=not args.no_tta, step_size=args.step_size, amp=not args.no_amp
+        checkpoint=args.checkpoint,
+        tta=not args.no_tta,
+        step_size=args.step_size,
+        amp=not args.no_amp,
+        tile_batch=args.forward_batch,
+        backend=args.backend,
+        resample=args.resample,
     )
     output = Path(args.output)
     check_output_folder(output)
     with open_model(args.model, args.plans_name) as model:
+        card = read_model_card(model.root)
+        if card is not None:
+            print(card_summary(card))
         configs, folds, postprocessing = _choose(args, model)
         trained = [model.configuration(name) for name in configs]
         use = [fold_names(folds, t.folds, str(t.folder)) for t in trained]
@@ -156,6 +166,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-postprocessing", action="store_true", help="ignore selection.json's post-processing")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "torchscript", "onnxruntime", "openvino"],
+        help="run the networks with torch (the reference) or an export checked against it (CPU; "
+        "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript)",
+    )
+    p.add_argument(
+        "--resample",
+        default="auto",
+        choices=["auto", "torch", "scipy"],
+        help="probabilities back to the native spacing: torch on the device (auto: on a GPU) or scipy",
+    )
+    p.add_argument(
+        "--forward-batch",
+        type=int,
+        default=None,
+        help="network inputs (tiles, mirrored copies) per forward pass (default: measured on the first case)",
+    )
     p.add_argument("--dicom-seg", action="store_true", help="DICOM input: also write a DICOM-SEG per series")
     p.add_argument("--png", action="store_true", help="also write an overlay PNG per case")
     p.add_argument(

@@ -60,7 +60,10 @@ def _folder_cases(folder: Path, num_channels: int) -> list[InputCase]:
         if missing:
             problems.append(f"{case}: missing channel file(s) {[f'{case}_{c:04d}' for c in missing]}")
         if extra:
-            problems.append(f"{case}: channel(s) {extra} beyond the model's {num_channels}")
+            problems.append(
+                f"{case}: {len(channels)} channel file(s) given, the model needs {num_channels}: "
+                f"channel(s) {extra} are beyond the model's"
+            )
     if problems:
         raise ValueError(
             f"{folder}: {len(problems)} problem(s) with the input files:\n  " + "\n  ".join(problems)

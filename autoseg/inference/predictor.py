@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from autoseg.contracts.plans import Plans
+from autoseg.inference.backends import load_runner
+from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
@@ -49,14 +51,22 @@ class PredictOptions:
         tta: mirroring test-time augmentation over the axes the model was trained to mirror.
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
-        tile_batch: tiles per forward pass (3D); 2D configurations batch slices.
+        backend: torch (the reference), torchscript, onnxruntime or openvino
+            (:mod:`autoseg.inference.backends`; the last three on the CPU).
+        resample: how probabilities go back to the native spacing: ``torch`` (on the device,
+            :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
+            ``auto``: torch on a GPU (scipy when the GPU runs out of memory), scipy on the CPU.
+        tile_batch: network inputs (tiles, mirrored copies) per forward pass; None: measured per
+            network on the first case (:class:`~autoseg.inference.batching.BatchSizer`).
     """
 
     checkpoint: str = "final"
     tta: bool = True
     step_size: float = 0.5
     amp: bool = True
-    tile_batch: int = 1
+    tile_batch: int | None = None
+    backend: str = "torch"
+    resample: str = "auto"
 
 
 class ConfigurationPredictor:
@@ -77,7 +87,8 @@ class ConfigurationPredictor:
         options: PredictOptions = PredictOptions(),
     ) -> None:
         conf = trained.plans.configuration(trained.name)
-        networks, patch, mirror = [], list(conf.patch_size), list(conf.mirror_axes)
+        networks: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        patch, mirror = list(conf.patch_size), list(conf.mirror_axes)
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, conf.architecture)
@@ -88,7 +99,7 @@ class ConfigurationPredictor:
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
-            networks.append(network)
+            networks.append(load_runner(path, network, meta, options.backend, device))
             patch = [int(p) for p in meta.get("patch_size", patch)]
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
         if not networks:
@@ -123,7 +134,7 @@ class ConfigurationPredictor:
         self,
         plans: Plans,
         configuration: str,
-        networks: list[torch.nn.Module],
+        networks: list[Callable[[torch.Tensor], torch.Tensor]],
         device: torch.device,
         options: PredictOptions,
         patch_size: list[int],
@@ -135,6 +146,13 @@ class ConfigurationPredictor:
         self.networks = networks
         self.patch_size = patch_size
         self.mirror_axes = tuple(mirror_axes) if options.tta else None
+        # the probe batch: every mirrored copy of a 3D tile; 16 slices' tiles in 2D (small inputs)
+        copies = 2 ** len(self.mirror_axes or ())
+        probe = copies if len(self.patch_size) == 3 else 16
+        self.sizers = [
+            BatchSizer(options.tile_batch, max_items=max(8 * copies, 64), probe_items=probe)
+            for _ in self.networks
+        ]
 
     @property
     def num_channels(self) -> int:
@@ -151,34 +169,74 @@ class ConfigurationPredictor:
         data, _, properties = preprocess_case(case, self.plans, self.configuration)
         return data, properties
 
-    def logits(self, data: np.ndarray) -> torch.Tensor:
-        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32, CPU)."""
+    def logits(self, data: np.ndarray, output_device: torch.device | str = "cpu") -> torch.Tensor:
+        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32)."""
         tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
         kwargs: dict[str, Any] = {
             "step_size": self.options.step_size,
             "mirror_axes": self.mirror_axes,
             "device": self.device,
             "amp": self.options.amp and self.device.type == "cuda",
+            "output_device": output_device,
         }
         total: torch.Tensor | None = None
         with torch.inference_mode():
-            for network in self.networks:
-                out = self._one(network, tensor, kwargs)
+            for network, sizer in zip(self.networks, self.sizers, strict=True):
+                out = self._one(network, tensor, {**kwargs, "batch_size": sizer})
                 total = out if total is None else total.add_(out)
             assert total is not None
             return total.div_(len(self.networks))
 
-    def _one(self, network: torch.nn.Module, tensor: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+    def export_ready(self, data: np.ndarray, properties: dict) -> tuple[np.ndarray, dict]:
+        """Probabilities of ``data`` and the properties for :func:`revert_preprocessing`.
+
+        With the torch resampler the logits, their softmax (sigmoid for regions) and the resampling to
+        the native spacing stay on the device; the result is already on the native grid (before
+        un-cropping), and the returned properties say so (``target_spacing`` = ``spacing``), so that
+        reverting only pastes and transposes. Otherwise the probabilities (K, Z', Y', X') are in the
+        plan's space.
+        """
+        mode = self.options.resample
+        if mode not in ("auto", "torch", "scipy"):
+            raise ValueError(f"resample={mode!r}: choose auto, torch or scipy")
+        use_torch = mode == "torch" or (mode == "auto" and self.device.type == "cuda")
+        activate = self.plans.labels.activate  # softmax, or sigmoid per region
+        if not use_torch:
+            return activate(self.logits(data)).numpy(), properties
+        logits = self.logits(data, output_device=self.device)
+        try:
+            return self._resample_on_device(activate(logits), properties)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("out of GPU memory resampling to the native spacing; resampling on the CPU")
+            probs = activate(logits.cpu()).numpy()
+            del logits
+            torch.cuda.empty_cache()
+            return probs, properties
+
+    def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
+        from autoseg.inference.resample_torch import resample_to_shape_torch
+        from autoseg.preprocessing.resample import axis_orders
+
+        res = properties["resampling"]
+        order = res["probabilities_order"]
+        order_z = res.get("probabilities_order_z", res["data_order_z"])
+        current, native = properties["target_spacing"], properties["spacing"]
+        orders = axis_orders(current, native, order, order_z, res["separate_z_anisotropy_threshold"])
+        shape = properties["shape_after_cropping_and_before_resampling"]
+        out = resample_to_shape_torch(probs, shape, orders).cpu().numpy()
+        return out, {**properties, "target_spacing": list(native)}
+
+    def _one(
+        self, network: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor, kwargs: dict[str, Any]
+    ) -> torch.Tensor:
         if len(self.patch_size) == 2:
             return predict_volume_2d(network, tensor, self.patch_size, self.num_classes, **kwargs)
-        return predict_sliding_window(
-            network, tensor, self.patch_size, self.num_classes, batch_size=self.options.tile_batch, **kwargs
-        )
+        return predict_sliding_window(network, tensor, self.patch_size, self.num_classes, **kwargs)
 
     def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
-        probs = self.plans.labels.activate(self.logits(data)).numpy()
-        return revert_preprocessing(probs, properties, regions=self.plans.labels.has_regions)
+        probs, props = self.export_ready(data, properties)
+        return revert_preprocessing(probs, props, regions=self.plans.labels.has_regions)
 
     def predict(self, name: str, images: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""

@@ -7,13 +7,15 @@ one case waits in each stage, so memory stays bounded by about three cases.
 
 Outputs in the output folder: ``<case><ending>`` masks with the input's geometry and format,
 ``<case>.npz`` probabilities (``probabilities`` (K, Z, Y, X) float16) with ``--save-probabilities``,
-and ``predict.json`` (model, configurations, folds, options, versions, cases).
+and ``predict.json`` (model, configurations, folds, options, versions, cases; per case
+``finished_s``, the seconds from the start of the run until its output was written).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
@@ -129,6 +131,7 @@ def predict_cases(
     for stale in remove_stale_temporaries(output):
         log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     results: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
     with (
         ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep,
         ThreadPoolExecutor(1, thread_name_prefix="export") as export,
@@ -143,15 +146,16 @@ def predict_cases(
             try:
                 prepared, geometry, replaced = current.result()
                 probs = [
-                    (p.plans.labels.activate(p.logits(data)).numpy(), props)
-                    for p, (data, props) in zip(predictors, prepared, strict=True)
+                    p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
                 ]
             except Exception as err:  # one bad case must not stop the others
                 log.error("%s: %s", case.source, err)
-                results.append({"case": case.name, "source": case.source, "error": str(err)})
+                results.append(
+                    {"case": case.name, "source": case.source, "error": str(err), "finished_s": _since(t0)}
+                )
                 continue
             reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
-            _drain(exports, results, keep=1)  # at most one case waits for export
+            _drain(exports, results, t0, keep=1)  # at most one case waits for export
             exports.append(
                 (
                     case
@@ -170,7 +174,7 @@ def predict_cases(
                     ),
                 )
             )
-        _drain(exports, results, keep=0)
+        _drain(exports, results, t0, keep=0)
     summary = {
         **(record or {}),
         "configurations": [p.configuration for p in predictors],
@@ -185,15 +189,22 @@ def predict_cases(
     return summary
 
 
-def _drain(exports: list[tuple[InputCase, Future]], results: list[dict[str, Any]], keep: int) -> None:
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)
+
+
+def _drain(
+    exports: list[tuple[InputCase, Future]], results: list[dict[str, Any]], t0: float, keep: int
+) -> None:
+    """Collect finished exports until at most ``keep`` wait; ``finished_s``: seconds since the run began."""
     while len(exports) > keep:
         case, future = exports.pop(0)
         try:
             files = future.result()
-            entry = {"case": case.name, "source": case.source, "files": [f.name for f in files]}
+            done: dict[str, Any] = {"files": [f.name for f in files]}
             if case.extra.get("nonfinite_replaced"):
-                entry["nonfinite_replaced"] = case.extra["nonfinite_replaced"]
-            results.append(entry)
+                done["nonfinite_replaced"] = case.extra["nonfinite_replaced"]
         except Exception as err:
             log.error("%s: %s", case.source, err)
-            results.append({"case": case.name, "source": case.source, "error": str(err)})
+            done = {"error": str(err)}
+        results.append({"case": case.name, "source": case.source, **done, "finished_s": _since(t0)})

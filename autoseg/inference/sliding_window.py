@@ -17,6 +17,11 @@ tiles, no TTA, a 4-stage net with 4-32 features) takes 8-12 s here and 7-15 s wi
 network-bound (27 bare forward passes: 7.6-10 s; the machine was loaded, so runs varied 2x); with a
 1x1 conv as the network, which leaves only the loop's overhead, 20-28 ms here and 18-29 ms with MONAI.
 
+Every mirrored copy of every tile is one network input; ``batch_size`` of them (a fixed number, or
+one a :class:`~autoseg.inference.batching.BatchSizer` measures on this machine) share a forward
+pass, so the 8 copies of a 3D tile can go through in one pass instead of 8. Each output is flipped
+back and added into the logits in place, times the Gaussian over the number of flips.
+
 Logits are accumulated in float32 on ``device`` (memory: K + 1 floats per voxel for a 3D image);
 when that runs out of GPU memory, the accumulation moves to the CPU and the prediction is redone.
 """
@@ -27,12 +32,15 @@ import functools
 import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from autoseg.inference.batching import BatchSizer
 
 __all__ = ["compute_tile_starts", "gaussian_importance", "predict_sliding_window", "predict_volume_2d"]
 
@@ -99,7 +107,11 @@ def _gaussian_cpu(patch_size: tuple[int, ...], sigma_scale: float, peak: float) 
 
 
 def _check_args(
-    image: Tensor, patch_size: Sequence[int], step_size: float, mirror_axes: Sequence[int], batch_size: int
+    image: Tensor,
+    patch_size: Sequence[int],
+    step_size: float,
+    mirror_axes: Sequence[int],
+    batch_size: int | BatchSizer,
 ) -> None:
     """Raise one ValueError naming every invalid argument."""
     problems = []
@@ -113,7 +125,7 @@ def _check_args(
     bad = [a for a in mirror_axes if not 0 <= a < len(patch_size)]
     if bad:
         problems.append(f"mirror_axes {bad} are not spatial axes 0..{len(patch_size) - 1}")
-    if batch_size < 1:
+    if not isinstance(batch_size, BatchSizer) and batch_size < 1:
         problems.append(f"batch_size={batch_size} must be >= 1")
     if problems:
         raise ValueError("sliding window: " + "; ".join(problems))
@@ -125,31 +137,22 @@ def _mirror_dims(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
 
 
-def _forward_tta(network: nn.Module, x: Tensor, flips: list[tuple[int, ...]], num_classes: int) -> Tensor:
-    """Summed logits over the flip combinations (the empty one included), float32."""
-    total: Tensor | None = None
-    for dims in flips:
-        out = network(torch.flip(x, dims) if dims else x)
-        if not isinstance(out, Tensor) or out.shape[1] != num_classes or out.shape[2:] != x.shape[2:]:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
-                f"network returned {shape} for a tile {tuple(x.shape)}; expected logits (B, {num_classes}, "
-                f"{', '.join(map(str, x.shape[2:]))}) (is deep supervision on in eval mode?)"
-            )
-        out = out.float()
-        out = torch.flip(out, dims) if dims else out
-        total = out if total is None else total.add_(out)
-    assert total is not None  # flips always holds the identity
-    return total
+def _checked(out: object, x: Tensor, num_classes: int) -> Tensor:
+    """``out`` if it is logits (B, K, *tile) of the batch ``x``; a ValueError naming the shapes otherwise."""
+    if not isinstance(out, Tensor) or out.shape[1] != num_classes or out.shape[2:] != x.shape[2:]:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"network returned {shape} for a tile {tuple(x.shape)}; expected logits (B, {num_classes}, "
+            f"{', '.join(map(str, x.shape[2:]))}) (is deep supervision on in eval mode?)"
+        )
+    return out
 
 
-def _batches(items: list[tuple[int, tuple[slice, ...]]], size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+Item = tuple[int, tuple[slice, ...], tuple[int, ...]]  # (image n, tile, flip dims of (B, C, *spatial))
 
 
 def _predict_stack(
-    network: nn.Module,
+    network: Callable[[Tensor], Tensor],
     images: Tensor,
     patch_size: Sequence[int],
     num_classes: int,
@@ -158,11 +161,17 @@ def _predict_stack(
     use_gaussian: bool,
     device: torch.device,
     results_device: torch.device,
-    batch_size: int,
+    sizer: BatchSizer,
     amp: bool,
     progress: bool,
+    output_device: torch.device | str = "cpu",
 ) -> Tensor:
-    """Logits (N, K, *spatial) of N same-sized images (N, C, *spatial); tiles batched across them."""
+    """Logits (N, K, *spatial) of N same-sized images (N, C, *spatial).
+
+    The items (every mirrored copy of every tile of every image) go through the network in
+    batches of ``sizer.size()``; each output is flipped back and added, times the Gaussian divided
+    by the number of flips, into the logits in place (``addcmul_``: no weighted copy).
+    """
     spatial = tuple(images.shape[2:])
     padded_size = [max(s, p) for s, p in zip(spatial, patch_size, strict=True)]
     before = [(p - s) // 2 for s, p in zip(spatial, padded_size, strict=True)]
@@ -186,56 +195,76 @@ def _predict_stack(
     ]
     for tile in tiles:
         weight_sum[tile] += weight
-    items = [(n, tile) for tile in tiles for n in range(images.shape[0])]
+    items: list[Item] = [(n, tile, dims) for tile in tiles for n in range(images.shape[0]) for dims in flips]
+    tile_weight = weight.div_(len(flips))  # the mean over flips folded into the weight
     autocast = torch.autocast(device.type) if amp else nullcontext()
-    batches = _batches(items, batch_size)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, total=math.ceil(len(items) / batch_size), desc="sliding window", unit="batch")
-    tile_weight = weight.to(device) / len(flips)  # the mean over flips folded into the weight
+        bar = tqdm(total=len(items), desc="sliding window", unit="pass")
+    done = 0
     with autocast:
-        for batch in batches:
-            x = torch.stack([padded[n][(slice(None), *tile)] for n, tile in batch])
-            out = _forward_tta(network, x, flips, num_classes).mul_(tile_weight).to(results_device)
-            for (n, tile), tile_logits in zip(batch, out, strict=True):
-                logits[n][(slice(None), *tile)] += tile_logits
+        while done < len(items):
+            batch = items[done : done + sizer.size(len(items) - done)]
+            x = torch.stack([_flip(padded[n][(slice(None), *tile)], dims) for n, tile, dims in batch])
+            out = _checked(sizer.forward(network, x), x, num_classes)
+            for (n, tile, dims), item in zip(batch, out, strict=True):
+                item = _flip(item.float(), dims).to(results_device)
+                logits[n][(slice(None), *tile)].addcmul_(item, tile_weight)
+            done += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     logits /= weight_sum  # in place: no second full-size buffer on the device
     crop = tuple(slice(b, b + s) for b, s in zip(before, spatial, strict=True))
-    return logits[(slice(None), slice(None), *crop)].cpu()
+    return logits[(slice(None), slice(None), *crop)].to(output_device)
 
 
-def _run(network: nn.Module, images: Tensor, patch_size: Sequence[int], num_classes: int, **kwargs) -> Tensor:
+def _flip(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``x`` (C, *spatial) flipped along ``dims``, given as dims of (B, C, *spatial)."""
+    return torch.flip(x, [d - 1 for d in dims]) if dims else x
+
+
+def _run(
+    network: Callable[[Tensor], Tensor],
+    images: Tensor,
+    patch_size: Sequence[int],
+    num_classes: int,
+    batch_size: int | BatchSizer,
+    **kwargs: Any,
+) -> Tensor:
     """Evaluation mode, no autograd; accumulation on the device, on the CPU after running out of memory."""
     device = torch.device(kwargs.pop("device"))
-    was_training = network.training
-    network.eval()
+    sizer = batch_size if isinstance(batch_size, BatchSizer) else BatchSizer(fixed=batch_size)
+    module = network if isinstance(network, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
     try:
         with torch.inference_mode():
             try:
                 return _predict_stack(
-                    network, images, patch_size, num_classes, device=device, results_device=device, **kwargs
-                )
+                    network, images, patch_size, num_classes, device=device, results_device=device,
+                    sizer=sizer, **kwargs,
+                )  # fmt: skip
             except torch.cuda.OutOfMemoryError:
                 if device.type == "cpu":
                     raise
                 log.warning("out of GPU memory accumulating logits; accumulating on the CPU instead")
                 torch.cuda.empty_cache()
                 return _predict_stack(
-                    network,
-                    images,
-                    patch_size,
-                    num_classes,
-                    device=device,
-                    results_device=torch.device("cpu"),
-                    **kwargs,
-                )
+                    network, images, patch_size, num_classes, device=device,
+                    results_device=torch.device("cpu"), sizer=sizer, **kwargs,
+                )  # fmt: skip
     finally:
-        network.train(was_training)
+        if module is not None:
+            module.train(was_training)
 
 
 def predict_sliding_window(
-    network: nn.Module,
+    network: Callable[[Tensor], Tensor],
     image: Tensor,
     patch_size: Sequence[int],
     num_classes: int,
@@ -243,9 +272,10 @@ def predict_sliding_window(
     mirror_axes: Sequence[int] | None = (0, 1, 2),
     use_gaussian: bool = True,
     device: torch.device | str = "cpu",
-    batch_size: int = 1,
+    batch_size: int | BatchSizer = 1,
     amp: bool = False,
     progress: bool = False,
+    output_device: torch.device | str = "cpu",
 ) -> Tensor:
     """Logits of a whole image from a network trained on patches.
 
@@ -253,7 +283,8 @@ def predict_sliding_window(
     the padding cropped off again. The network is put in eval mode for the call and restored after.
 
     Args:
-        network: maps (B, C, *patch) to logits (B, K, *patch) in eval mode; already on ``device``.
+        network: maps (B, C, *patch) to logits (B, K, *patch) in eval mode; already on ``device``
+            (an ``nn.Module``, or any callable such as an exported backend's session).
         image: (C, *spatial) preprocessed image, on any device.
         patch_size: the plan's patch size, one value per spatial axis.
         num_classes: K, the network's output channels.
@@ -261,12 +292,14 @@ def predict_sliding_window(
         mirror_axes: spatial axes (0-based) to mirror for test-time augmentation; None or () for none.
         use_gaussian: weight tiles by :func:`gaussian_importance`; else a plain mean.
         device: where the network runs and the logits are accumulated.
-        batch_size: tiles per forward pass.
+        batch_size: network inputs (tiles or mirrored copies of a tile) per forward pass, or a
+            :class:`~autoseg.inference.batching.BatchSizer` that measures it.
         amp: autocast the forward passes (float16 on CUDA, bfloat16 on CPU); accumulation stays float32.
-        progress: show a tqdm bar over the batches.
+        progress: show a tqdm bar over the forward passes.
+        output_device: where the returned logits are (``device`` keeps them there, e.g. on the GPU).
 
     Returns:
-        (K, *spatial) float32 logits on the CPU.
+        (K, *spatial) float32 logits on ``output_device``.
 
     Example:
         >>> net = torch.nn.Conv3d(1, 2, 3, padding=1)
@@ -287,12 +320,13 @@ def predict_sliding_window(
         batch_size=batch_size,
         amp=amp,
         progress=progress,
+        output_device=output_device,
     )
     return out[0]
 
 
 def predict_volume_2d(
-    network: nn.Module,
+    network: Callable[[Tensor], Tensor],
     image: Tensor,
     patch_size: Sequence[int],
     num_classes: int,
@@ -300,14 +334,16 @@ def predict_volume_2d(
     mirror_axes: Sequence[int] | None = (0, 1),
     use_gaussian: bool = True,
     device: torch.device | str = "cpu",
-    batch_size: int = 16,
+    batch_size: int | BatchSizer = 16,
     amp: bool = False,
     progress: bool = False,
+    output_device: torch.device | str = "cpu",
 ) -> Tensor:
     """Logits of a 3D volume from a 2D network, slice by slice along the first spatial axis.
 
-    Tiles of several slices at the same in-plane position go through the network together
-    (``batch_size`` of them per pass). Arguments as :func:`predict_sliding_window`, except:
+    Tiles of several slices at the same in-plane position (and their mirrored copies) go through
+    the network together (``batch_size`` inputs per pass). Arguments as
+    :func:`predict_sliding_window`, except:
 
     Args:
         image: (C, Z, Y, X); each (C, Y, X) slice is predicted on its own.
@@ -315,7 +351,7 @@ def predict_volume_2d(
         mirror_axes: in-plane axes to mirror, 0 for Y and 1 for X.
 
     Returns:
-        (K, Z, Y, X) float32 logits on the CPU.
+        (K, Z, Y, X) float32 logits on ``output_device``.
     """
     if image.ndim != 4:
         raise ValueError(f"predict_volume_2d needs a (C, Z, Y, X) image, got shape {tuple(image.shape)}")
@@ -334,5 +370,6 @@ def predict_volume_2d(
         batch_size=batch_size,
         amp=amp,
         progress=progress,
+        output_device=output_device,
     )
     return out.permute(1, 0, 2, 3).contiguous()

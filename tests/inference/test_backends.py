@@ -1,0 +1,83 @@
+"""Exported networks (ONNX, TorchScript) reproduce torch; exports are cached by checkpoint hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoseg.inference import backends
+from autoseg.inference.backends import ExportError, export_network, load_runner
+from autoseg.inference.sliding_window import predict_sliding_window
+from autoseg.nets import build_network
+
+ARCH = {
+    "network": "plain",
+    "n_stages": 3,
+    "features_per_stage": [4, 8, 16],
+    "kernel_sizes": [[3, 3, 3]] * 3,
+    "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+}
+META = {"in_channels": 1, "patch_size": [16, 16, 16]}
+
+
+def _fold(tmp_path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(seed)
+    net = build_network(ARCH, 1, 3).eval()
+    checkpoint = tmp_path / "fold_0" / "checkpoint_final.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"network": net.state_dict()}, checkpoint)
+    return checkpoint, net
+
+
+@pytest.mark.parametrize(
+    ("kind", "backend"), [("onnx", "onnxruntime"), ("torchscript", "torchscript"), ("onnx", "openvino")]
+)
+def test_export_is_equivalent_and_predicts_like_torch(tmp_path: Path, kind: str, backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="openvino is an optional extra (a 59 MB wheel), not in dev")
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime")
+    checkpoint, net = _fold(tmp_path)
+    record = export_network(checkpoint, net, META, kind)
+    assert record["check"]["ok"] and record["check"]["dice_argmax"] == 1.0
+    assert record["check"]["max_abs_diff_random"] <= 1e-3
+    assert record["checkpoint_sha256"] == backends.sha256_of(checkpoint)
+    assert checkpoint.with_suffix(backends.EXPORTS[kind]).is_file()
+
+    runner = load_runner(checkpoint, net, META, backend, torch.device("cpu"))
+    assert runner is not net
+    image = torch.randn(1, 30, 20, 18, generator=torch.Generator().manual_seed(3))
+    reference = predict_sliding_window(net, image, (16, 16, 16), 3, mirror_axes=(0, 1), batch_size=4)
+    exported = predict_sliding_window(runner, image, (16, 16, 16), 3, mirror_axes=(0, 1), batch_size=4)
+    assert (exported - reference).abs().max() < 1e-3
+    assert (exported.argmax(0) == reference.argmax(0)).float().mean() > 0.999
+
+
+def test_export_is_cached_by_checkpoint_hash(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    checkpoint, net = _fold(tmp_path)
+    first = export_network(checkpoint, net, META, "onnx")
+    onnx_file = checkpoint.with_suffix(".onnx")
+    stamp = onnx_file.stat().st_mtime_ns
+    assert export_network(checkpoint, net, META, "onnx") == first
+    assert onnx_file.stat().st_mtime_ns == stamp  # reused, not exported again
+    _, retrained = _fold(tmp_path, seed=5)  # a new checkpoint at the same path
+    second = export_network(checkpoint, retrained, META, "onnx")
+    assert second["checkpoint_sha256"] != first["checkpoint_sha256"] and second["sha256"] != first["sha256"]
+
+
+def test_export_that_differs_is_refused_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint, net = _fold(tmp_path)
+    monkeypatch.setattr(backends, "MAX_ABS_DIFF", -1.0)  # no export can pass
+    with pytest.raises(ExportError, match=r"does not reproduce the torch network.*nothing kept"):
+        export_network(checkpoint, net, META, "torchscript")
+    assert not checkpoint.with_suffix(".ts").exists()
+    assert not checkpoint.with_suffix(".ts.json").exists()
+
+
+def test_unknown_backend_suggests_the_nearest(tmp_path: Path) -> None:
+    checkpoint, net = _fold(tmp_path)
+    with pytest.raises(ValueError, match=r"did you mean 'onnxruntime'"):
+        load_runner(checkpoint, net, META, "onnxruntim", torch.device("cpu"))
