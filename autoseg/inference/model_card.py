@@ -145,11 +145,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     ]
     lines += [f"- {k}: {v}" for k, v in card["dataset"].items()]
     lines += ["", "## Configurations", ""]
-    for name, conf in card["configurations"].items():
+    for name, entry in card["configurations"].items():
         lines.append(f"### {name}")
         lines.append("")
-        lines += [f"- {k}: {v}" for k, v in conf.items() if k not in ("cv_dice_per_class", "training")]
-        dice = conf["cv_dice_per_class"]
+        lines += [f"- {k}: {v}" for k, v in entry.items() if k not in ("cv_dice_per_class", "training")]
+        dice = entry["cv_dice_per_class"]
         lines.append(
             "- cross-validation Dice per class: "
             + (
@@ -158,7 +158,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
                 else "none"
             )
         )
-        lines.append(f"- training budget per fold: {conf['training']}")
+        lines.append(f"- training budget per fold: {entry['training']}")
         lines.append("")
     lines += [
         f"Ensemble: {card['ensemble'] or 'no'}; post-processing: {card['postprocessing'] or 'none'}; "
@@ -180,9 +180,9 @@ def card_summary(card: Mapping[str, Any]) -> str:
     """A few lines for ``autoseg predict``'s output."""
     inp = card["input"]
     dice = {
-        name: conf["cv_dice_per_class"]
-        for name, conf in card["configurations"].items()
-        if conf["cv_dice_per_class"]
+        name: entry["cv_dice_per_class"]
+        for name, entry in card["configurations"].items()
+        if entry["cv_dice_per_class"]
     }
     configs = "; ".join(f"{k} folds {','.join(v['folds'])}" for k, v in card["configurations"].items())
     return (
