@@ -18,6 +18,7 @@ import contextlib
 import gzip
 import io
 import logging
+import multiprocessing
 import random
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -103,7 +104,9 @@ def run_all(jobs: list[tuple[str, list[str]]], timeout: float) -> list[tuple[str
     next job gets a fresh one.
     """
     results = []
-    pool = ProcessPoolExecutor(1)
+    # spawn, not fork: a fork of this (multi-threaded, OpenMP-initialised) process can deadlock
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=context)
     try:
         for label, argv in jobs:
             future = pool.submit(run_cli, argv)
@@ -114,11 +117,11 @@ def run_all(jobs: list[tuple[str, list[str]]], timeout: float) -> list[tuple[str
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.kill()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(1)
+                pool = ProcessPoolExecutor(1, mp_context=context)
             except Exception as exc:  # the worker itself died (e.g. a segfault in a reader)
                 outcome, message = "crash", f"{type(exc).__name__}: {exc}"[:300]
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(1)
+                pool = ProcessPoolExecutor(1, mp_context=context)
             results.append((label, outcome, message))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
