@@ -56,8 +56,9 @@ class PredictOptions:
         resample: how probabilities go back to the native spacing: ``torch`` (on the device,
             :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
             ``auto``: torch on a GPU (scipy when the GPU runs out of memory), scipy on the CPU.
-        tile_batch: network inputs (tiles, mirrored copies) per forward pass; None: measured per
-            network on the first case (:class:`~autoseg.inference.batching.BatchSizer`).
+        tile_batch: network inputs (tiles, mirrored copies) per forward pass; None: on a GPU measured
+            per network on the first case (:class:`~autoseg.inference.batching.BatchSizer`), on the CPU
+            every mirrored copy of one tile (16 tiles in 2D), so that predictions repeat exactly.
     """
 
     checkpoint: str = "final"
@@ -149,9 +150,12 @@ class ConfigurationPredictor:
         # the probe batch: every mirrored copy of a 3D tile; 16 slices' tiles in 2D (small inputs)
         copies = 2 ** len(self.mirror_axes or ())
         probe = copies if len(self.patch_size) == 3 else 16
+        # On the CPU the batch is fixed (every mirrored copy of a tile, or 16 2D tiles): a batch chosen
+        # by timing would make the logits (and near-tie voxels of the mask) depend on the machine's
+        # load, and predictions must repeat exactly. On a GPU it is measured (memory of one input).
+        fixed = options.tile_batch or (probe if device.type == "cpu" else None)
         self.sizers = [
-            BatchSizer(options.tile_batch, max_items=max(8 * copies, 64), probe_items=probe)
-            for _ in self.networks
+            BatchSizer(fixed, max_items=max(8 * copies, 64), probe_items=probe) for _ in self.networks
         ]
 
     @property

@@ -98,7 +98,7 @@ def snapshot_weights(checkpoint: Path) -> dict[str, str]:
 
 
 def snapshot_predictions(folder: Path) -> dict[str, str]:
-    """The masks of a predict output folder, by voxel content, and the list of cases."""
+    """The masks of a predict output folder, by voxel content, and the list of cases (without timings)."""
     from autoseg.io.images import read_image
 
     masks = {p.name: _digest(read_image(p)[0]) for p in sorted(folder.glob("*.nii.gz"))}
@@ -107,6 +107,8 @@ def snapshot_predictions(folder: Path) -> dict[str, str]:
         if (folder / "predict.json").exists()
         else None
     )
+    for case in cases or []:
+        case.pop("finished_s", None)  # a timing, not a result
     return {**masks, "predict.json cases": json.dumps(cases, sort_keys=True)}
 
 
