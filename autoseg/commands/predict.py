@@ -61,11 +61,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "input": str(args.input),
             "device": str(device),
         }
+        temperature = _temperature(model.selection, configs) if args.save_probabilities else None
         summary = predict_cases(
-            cases, predictors, Path(args.output), postprocessing, args.save_probabilities, writers, record
+            cases,
+            predictors,
+            Path(args.output),
+            postprocessing,
+            args.save_probabilities,
+            writers,
+            record,
+            uncertainty=args.uncertainty,
+            temperature=temperature,
         )
     folds_used = ", ".join(f"{k}: {v} fold(s)" for k, v in summary["folds"].items())
     done = len(summary["cases"]) - summary["failed"]
+    if args.uncertainty:
+        print(
+            f"uncertainty maps: {Path(args.output)}/<case>_entropy and <case>_disagreement; "
+            "per-case summaries in predict.json"
+        )
+    if summary.get("probability_temperature") is not None:
+        print(
+            "saved probabilities calibrated with find-best's temperature "
+            f"{summary['probability_temperature']:.3f}"
+        )
     print(
         f"segmented {done} of {len(cases)} case(s) with {' + '.join(configs)} ({folds_used}); "
         f"post-processing {summary['postprocessing'] or 'none'}; output in {args.output}"
@@ -73,6 +92,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failed in (c for c in summary["cases"] if "error" in c):
         print(f"failed: {failed['source']}: {failed['error']}")
     return 1 if summary["failed"] else 0
+
+
+def _temperature(selection: Any, configs: list[str]) -> float | None:
+    """find-best's temperature of the configuration (an ensemble: the mean of its members'), or None."""
+    fits = (selection or {}).get("calibration") or {}
+    temperatures = [fits.get(c, {}).get("temperature") for c in configs]
+    if not temperatures or any(t is None for t in temperatures):
+        return None
+    return float(sum(temperatures) / len(temperatures))
 
 
 def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
@@ -115,4 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
     p.add_argument("--dicom-seg", action="store_true", help="DICOM input: also write a DICOM-SEG per series")
     p.add_argument("--png", action="store_true", help="also write an overlay PNG per case")
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write <case>_entropy and <case>_disagreement maps (folds, or TTA mirrors with one fold)",
+    )
     p.set_defaults(func=cmd_predict)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from autoseg.inference.cases import InputCase
 from autoseg.inference.predictor import ConfigurationPredictor
+from autoseg.inference.uncertainty import HIGH_ENTROPY, UncertaintyMaps, member_kind
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
 from autoseg.utils.files import write_artifact
@@ -49,10 +50,22 @@ def _finish(
     postprocessing: Any,
     keep_probabilities: bool,
     writers: Sequence[Writer],
+    maps: Any = None,
+    uncertainty: Any = None,
+    temperature: float | None = None,
 ) -> list[Path]:
     seg, written = export_prediction(
-        case.name, case.output_ending, probs_per_config, geometry, output, postprocessing, keep_probabilities
+        case.name,
+        case.output_ending,
+        probs_per_config,
+        geometry,
+        output,
+        postprocessing,
+        keep_probabilities,
+        temperature,
     )
+    if uncertainty is not None:
+        written.extend(uncertainty.write(case.name, case.output_ending, maps, seg, geometry, output))
     for writer in writers:
         written.extend(writer(case, seg, geometry, output))
     return written
@@ -66,6 +79,8 @@ def predict_cases(
     keep_probabilities: bool = False,
     writers: Sequence[Writer] = (),
     record: dict[str, Any] | None = None,
+    uncertainty: bool = False,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Segment ``cases`` with the averaged probabilities of ``predictors``; write masks to ``output``.
 
@@ -78,6 +93,10 @@ def predict_cases(
         writers: extra outputs per case, e.g. a DICOM-SEG or an overlay PNG: ``(case, seg,
             geometry, output) -> written paths``.
         record: extra fields for ``predict.json`` (model, selection).
+        uncertainty: also write ``<case>_entropy`` and ``<case>_disagreement`` maps and their
+            per-case summaries (:mod:`autoseg.inference.uncertainty`); the masks do not change.
+        temperature: divide the log-probabilities by it before saving ``<case>.npz`` (the
+            calibration of ``autoseg find-best``); the masks do not change.
 
     Returns:
         The contents of ``predict.json``: per case its written files or its error. A case that fails
@@ -85,6 +104,7 @@ def predict_cases(
     """
     output.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
+    maps_writer = UncertaintyMaps() if uncertainty else None
     with (
         ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep,
         ThreadPoolExecutor(1, thread_name_prefix="export") as export,
@@ -98,10 +118,21 @@ def predict_cases(
                 pending = prep.submit(_prepare, cases[i + 1], predictors)
             try:
                 prepared, geometry = current.result()
-                probs = [
-                    (_softmax(p.logits(data)), props)
-                    for p, (data, props) in zip(predictors, prepared, strict=True)
-                ]
+                maps: list[tuple[np.ndarray, dict]] | None = None
+                if maps_writer is None:
+                    probs = [
+                        (_softmax(p.logits(data)), props)
+                        for p, (data, props) in zip(predictors, prepared, strict=True)
+                    ]
+                else:
+                    both = [
+                        maps_writer.logits_and_maps(p, data)
+                        for p, (data, _) in zip(predictors, prepared, strict=True)
+                    ]
+                    probs = [
+                        (_softmax(lg), props) for (lg, _), (_, props) in zip(both, prepared, strict=True)
+                    ]
+                    maps = [(m, props) for (_, m), (_, props) in zip(both, prepared, strict=True)]
             except Exception as err:  # one bad case must not stop the others
                 log.error("%s: %s", case.source, err)
                 results.append({"case": case.name, "source": case.source, "error": str(err)})
@@ -119,6 +150,9 @@ def predict_cases(
                         postprocessing,
                         keep_probabilities,
                         writers,
+                        maps,
+                        maps_writer,
+                        temperature,
                     ),
                 )
             )
@@ -132,6 +166,17 @@ def predict_cases(
         "cases": results,
         "failed": sum("error" in r for r in results),
     }
+    if temperature is not None:
+        summary["probability_temperature"] = temperature
+    if maps_writer is not None:
+        summary["uncertainty"] = {
+            "members": {p.configuration: member_kind(p) for p in predictors},
+            "high_entropy_threshold": HIGH_ENTROPY,
+            "maps": ["<case>_entropy (normalised entropy, 0..1)", "<case>_disagreement (member variance)"],
+        }
+        for entry in results:
+            if entry["case"] in maps_writer.summaries:
+                entry["uncertainty"] = maps_writer.summaries[entry["case"]]
     write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
     return summary
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.evaluation.calibration import apply_temperature
 from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import Geometry, write_image
 from autoseg.io.probabilities import save_probabilities
@@ -25,6 +26,7 @@ def export_prediction(
     output: Path,
     postprocessing: Any = None,
     keep_probabilities: bool = False,
+    temperature: float | None = None,
 ) -> tuple[np.ndarray, list[Path]]:
     """Revert each configuration's probabilities to the native grid, average, argmax, post-process, write.
 
@@ -35,6 +37,8 @@ def export_prediction(
         geometry: the case's native geometry (size, spacing, origin, direction).
         postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
         keep_probabilities: also write ``<name>.npz`` (native-grid probabilities, float16).
+        temperature: calibrate the saved probabilities (:func:`autoseg.evaluation.calibration.
+            apply_temperature`); the mask is the argmax of the uncalibrated ones (the same).
 
     Returns:
         The mask (``geometry.shape``) and the files written.
@@ -47,5 +51,7 @@ def export_prediction(
     seg = segmentation_from(probabilities, postprocessing)
     written = [write_image(seg, geometry, output / f"{name}{ending}")]
     if keep_probabilities:
+        if temperature is not None:
+            probabilities = apply_temperature(probabilities, temperature)
         written.append(save_probabilities(output / f"{name}.npz", probabilities))
     return seg, written
