@@ -30,6 +30,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path, text in ((out, doc.html()), (markdown, doc.markdown())):
         with atomic_path(path, suffix=path.suffix) as tmp:
             Path(tmp).write_text(text, encoding="utf-8")
+        path.chmod(0o644)  # a page to share (the temporary file was private)
     print(f"report written to {out} (open it in a browser; no network needed) and {markdown}")
     return 0
 

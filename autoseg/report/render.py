@@ -60,7 +60,7 @@ def primary_configuration(run: RunData) -> ConfigurationRun:
 def _summary(doc: Document, run: RunData, primary: ConfigurationRun) -> None:
     fp = run.fingerprint
     sel = run.selection or {}
-    chosen = " + ".join(sel.get("configurations", [])) or primary.name
+    chosen = " + ".join(sel.get("configurations", [])) or f"{primary.name} (find-best not run)"
     dice = [_mean_dice(c) for c in primary.cases]
     interval = bootstrap_ci([d for d in dice if not math.isnan(d)])
     epochs = sum(f.epochs for c in run.configurations.values() for f in c.folds.values())
@@ -69,7 +69,7 @@ def _summary(doc: Document, run: RunData, primary: ConfigurationRun) -> None:
     doc.cards(
         [
             ("chosen model", chosen),
-            (f"CV mean Dice of {primary.name} (95% CI)", interval.text()),
+            (f"CV mean Dice of {primary.name}, {interval.n} cases (95% CI)", interval.text()),
             ("training cases", str(fp.get("num_cases", "?"))),
             ("configurations x folds", f"{len(trained)} x {max(len(c.folds) for c in trained)}"),
             ("epochs / training time, all folds", f"{epochs} / {minutes:.1f} min"),
@@ -198,8 +198,8 @@ def _crossval(
 ) -> None:
     doc.heading("Cross-validation")
     doc.paragraph(
-        "Out-of-fold predictions of every training case, scored at native resolution. Means over the cases "
-        "with a percentile-bootstrap 95% confidence interval (2000 resamples of the cases)."
+        "Out-of-fold predictions (each trained fold's validation cases), scored at native resolution. Means "
+        "over the cases with a percentile-bootstrap 95% confidence interval (2000 resamples of the cases)."
     )
     for conf in run.configurations.values():
         doc.heading(f"{conf.name} ({len(conf.cases)} cases)", level=3)
