@@ -50,7 +50,7 @@ def _steps(args: argparse.Namespace, out: Path, raw: Path, images_ts: Path, labe
     return [
         ("plan", ["plan", str(raw), *roots, "-c", "3d_fullres", "--preset", "demo", "--explain", *workers]),
         (
-            "[3/6] autoseg train 3d_fullres fold 0, demo trainer (12 epochs x 20 iterations), CPU:",
+            "[3/6] autoseg train 3d_fullres fold 0, demo trainer (30 epochs x 25 iterations), CPU:",
             [*train, "--device", "cpu"],
         ),
         (
@@ -98,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     dice = {name: round(m["dice"], 4) for name, m in summary["mean"].items() if m["dice"] is not None}
     print(f"held-out Dice per class: {dice}")
     print(f"open the report: {out / 'report.html'} (Markdown: {out / 'report.md'})")
-    print(f"uncertainty maps: {predictions}/<case>_entropy.nii.gz and <case>_disagreement.nii.gz")
+    print(f"uncertainty maps: {predictions / 'uncertainty'}/<case>_entropy.nii.gz and _disagreement.nii.gz")
     for png in sorted(predictions.glob("*.png")):
         print(f"overlay: {png}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s; everything is under {out}")

@@ -77,7 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     done = len(summary["cases"]) - summary["failed"]
     if args.uncertainty:
         print(
-            f"uncertainty maps: {Path(args.output)}/<case>_entropy and <case>_disagreement; "
+            f"uncertainty maps: {Path(args.output) / 'uncertainty'}/<case>_entropy and _disagreement; "
             "per-case summaries in predict.json"
         )
     if summary.get("probability_temperature") is not None:
@@ -146,6 +146,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--uncertainty",
         action="store_true",
-        help="also write <case>_entropy and <case>_disagreement maps (folds, or TTA mirrors with one fold)",
+        help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
     )
     p.set_defaults(func=cmd_predict)

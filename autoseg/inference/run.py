@@ -93,7 +93,7 @@ def predict_cases(
         writers: extra outputs per case, e.g. a DICOM-SEG or an overlay PNG: ``(case, seg,
             geometry, output) -> written paths``.
         record: extra fields for ``predict.json`` (model, selection).
-        uncertainty: also write ``<case>_entropy`` and ``<case>_disagreement`` maps and their
+        uncertainty: also write ``uncertainty/<case>_entropy`` and ``_disagreement`` maps and their
             per-case summaries (:mod:`autoseg.inference.uncertainty`); the masks do not change.
         temperature: divide the log-probabilities by it before saving ``<case>.npz`` (the
             calibration of ``autoseg find-best``); the masks do not change.
@@ -172,7 +172,10 @@ def predict_cases(
         summary["uncertainty"] = {
             "members": {p.configuration: member_kind(p) for p in predictors},
             "high_entropy_threshold": HIGH_ENTROPY,
-            "maps": ["<case>_entropy (normalised entropy, 0..1)", "<case>_disagreement (member variance)"],
+            "maps": [
+                "uncertainty/<case>_entropy (normalised entropy, 0..1)",
+                "uncertainty/<case>_disagreement (member variance)",
+            ],
         }
         for entry in results:
             if entry["case"] in maps_writer.summaries:

@@ -5,7 +5,8 @@ The *members* of a prediction are its folds; a single fold's members are its mir
 the prediction uses, so the mask is the same with or without ``--uncertainty``; only the
 members' passes are kept apart to measure how much they disagree.
 
-Two maps per case, written beside the mask in the input's geometry (float32):
+Two maps per case, written in the input's geometry (float32) into ``uncertainty/`` beside the
+masks (a subfolder, so that the output folder still holds only masks for ``autoseg evaluate``):
 
 - ``<case>_entropy<ending>``: the entropy of the predicted class probabilities divided by
   ``log K`` (0: certain, 1: uniform over the K classes);
@@ -118,9 +119,11 @@ class UncertaintyMaps:
         """Revert each configuration's maps to the native grid, average, write; record the summary."""
         native = np.mean([revert_preprocessing(m, props)[1:] for m, props in maps], axis=0).astype(np.float32)
         entropy, disagreement = np.clip(native[0], 0, 1), np.clip(native[1], 0, None)
+        folder = output / "uncertainty"
+        folder.mkdir(parents=True, exist_ok=True)
         files = [
-            write_image(entropy, geometry, output / f"{name}_entropy{ending}"),
-            write_image(disagreement, geometry, output / f"{name}_disagreement{ending}"),
+            write_image(entropy, geometry, folder / f"{name}_entropy{ending}"),
+            write_image(disagreement, geometry, folder / f"{name}_disagreement{ending}"),
         ]
         foreground = seg > 0
         voxel_ml = float(np.prod(geometry.spacing)) / 1000.0

@@ -50,7 +50,7 @@ def test_maps_have_the_input_geometry_and_peak_at_the_boundary(
         label = read_image(trained["heldout"] / "labelsTr" / f"{case}.nii.gz")[0]
         boundary, interior = _boundary_and_interior(label)
         for name in pooled:
-            image, geom = read_image(folder / f"{case}_{name}.nii.gz")
+            image, geom = read_image(folder / "uncertainty" / f"{case}_{name}.nii.gz")
             assert geom.shape == geometry.shape and np.allclose(geom.spacing, geometry.spacing)
             assert np.allclose(geom.origin, geometry.origin) and np.allclose(
                 geom.direction, geometry.direction
@@ -70,8 +70,11 @@ def test_maps_have_the_input_geometry_and_peak_at_the_boundary(
 
 
 def test_masks_do_not_change_and_saved_probabilities_are_calibrated(
-    predicted: dict[str, Path], trained: dict[str, Path]
+    predicted: dict[str, Path], trained: dict[str, Path], tmp_path: Path
 ) -> None:
+    # the maps sit in uncertainty/, so the output folder still evaluates as masks only
+    labels = str(trained["heldout"] / "labelsTr")
+    assert main(["evaluate", str(predicted["folds"]), labels, "-o", str(tmp_path / "summary.json")]) == 0
     selection = json.loads((trained["results"] / "selection.json").read_text())
     fit = selection["calibration"]["3d_fullres"]
     assert fit["temperature"] > 0 and fit["ece_after"] <= fit["ece_before"]
