@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck clean
+.PHONY: install demo test lint typecheck clean chromium
 
 $(BIN)/autoseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy autoseg
 
-test: lint typecheck
+# Headless Chromium for the report's rendering test (tests/inference/test_report.py): Debian's
+# package when it is missing and apt-get can install it (CI runs as root on Debian); otherwise
+# that test is skipped and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium: $$(command -v chromium || command -v chromium-browser)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing and cannot be installed here: the report rendering test will be skipped"; \
+	fi
+
+test: lint typecheck chromium
 	$(BIN)/pytest
 
 clean:

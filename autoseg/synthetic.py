@@ -53,6 +53,8 @@ class SyntheticSpec:
         seed: case ``i`` is drawn from ``np.random.default_rng([seed, i])``.
         distractors: paint unlabelled spheres with each class's intensity (False makes an
             easy task, for smoke tests that must learn in seconds).
+        class_scale: a size factor per class (cycled), e.g. (0.6, 1.0) for a small and a
+            large structure; () keeps every class at the same drawn size.
         name: the dataset name written to dataset.json.
         file_ending: image file ending, e.g. ".nii.gz".
     """
@@ -67,12 +69,16 @@ class SyntheticSpec:
     shape_jitter: float = 0.1
     seed: int = 0
     distractors: bool = True
+    class_scale: tuple[float, ...] = ()
     name: str = "Synthetic"
     file_ending: str = ".nii.gz"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
         object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
+        object.__setattr__(self, "class_scale", tuple(float(v) for v in self.class_scale))
+        if any(v <= 0 for v in self.class_scale):
+            raise ValueError(f"class_scale needs positive factors, got {self.class_scale}")
         if len(self.shape) != 3 or len(self.spacing) != 3 or min(self.spacing) <= 0:
             raise ValueError(f"shape and spacing need 3 positive values (z, y, x), got {self}")
         if self.num_cases < 1 or self.channels < 1 or not 1 <= self.classes <= 100:
@@ -125,7 +131,9 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
     best: tuple[float, np.ndarray] = (-1.0, base)
     for _attempt in range(20):  # redraw when a class came out much smaller than drawn
         code = base.copy()
-        fill = _paint_classes(code, rng, axes, centre, inner, scale * min(1.0, (4 / K) ** (1 / 3)), K)
+        fill = _paint_classes(
+            code, rng, axes, centre, inner, scale * min(1.0, (4 / K) ** (1 / 3)), K, spec.class_scale
+        )
         best = max(best, (fill, code), key=lambda b: b[0])
         if fill >= 0.4:
             break
@@ -235,6 +243,7 @@ def _paint_classes(
     inner: np.ndarray,
     scale: float,
     classes: int,
+    class_scale: tuple[float, ...] = (),
 ) -> float:
     """Paint one blob per class (two rotated ellipsoids, sizes in mm), about half of them
     touching the previous class; returns the smallest fraction of a main ellipsoid painted."""
@@ -242,6 +251,8 @@ def _paint_classes(
     fill, prev = np.inf, None
     for k in range(1, classes + 1):
         radii = scale * rng.uniform(0.24, 0.36, 3)
+        if class_scale:
+            radii *= class_scale[(k - 1) % len(class_scale)]
         room = np.maximum(inner - 1.2 * radii.max(), 0.1 * inner)  # where the centre may lie
         if prev is not None and rng.random() < 0.5:
             c = prev[0] - centre + _unit(rng.normal(size=3)) * 0.85 * (prev[1].mean() + radii.mean())

@@ -176,3 +176,16 @@ def test_not_separable_by_threshold_but_learnable(modality):
     assert min(max(v) for v in best.values()) < 0.95
     for k in (1, 2):
         assert min(contrast[k]) > 0.5 and np.mean(contrast[k]) > 1.0, contrast
+
+
+def test_class_scale_makes_structures_of_different_sizes():
+    plain = SyntheticSpec(shape=(24, 40, 40), distractors=False)
+    scaled = SyntheticSpec(shape=(24, 40, 40), distractors=False, class_scale=(1.2, 1.8))
+    ratios = []
+    for i in range(4):
+        a, b = generate_case(plain, i)[1], generate_case(scaled, i)[1]
+        assert (b == 1).sum() > (a == 1).sum()  # both grew ...
+        ratios.append((b == 2).sum() / (b == 1).sum())
+    assert np.median(ratios) > 1.5  # ... class 2 to be the larger structure
+    with pytest.raises(ValueError, match="class_scale"):
+        SyntheticSpec(class_scale=(1.0, 0.0))

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "autoseg.commands.evaluate",
     "autoseg.commands.convert",
     "autoseg.commands.overlay",
+    "autoseg.commands.report",
     "autoseg.commands.demo",
 )
 

@@ -52,6 +52,14 @@ def cmd_find_best(args: argparse.Namespace) -> int:
         worse = f", worse: {', '.join(step['worse'])}" if step["worse"] else ""
         dice, gain = step["foreground_dice"], step["gain"]
         print(f"  {what}: foreground Dice {dice:.4f} (gain {gain:+.4f}{worse}) -> {verdict}")
+    for config, fit in selection.get("calibration", {}).items():
+        if "temperature" in fit:
+            print(
+                f"  calibration of {config}: temperature {fit['temperature']:.3f}, expected calibration "
+                f"error {fit['ece_before']:.4f} -> {fit['ece_after']:.4f} ({fit['voxels']} voxels)"
+            )
+        else:
+            print(f"  calibration of {config}: skipped ({fit.get('skipped')})")
     print(
         f"selection written to {inputs.model_root / 'selection.json'}; predict with:\n"
         f"  {selection['predict_command']}"

@@ -75,6 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "input": str(args.input),
             "device": str(device),
         }
+        temperature = _temperature(model.selection, configs) if args.save_probabilities else None
         summary = predict_cases(
             cases,
             predictors,
@@ -84,9 +85,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             writers,
             record,
             args.allow_nonfinite,
+            uncertainty=args.uncertainty,
+            temperature=temperature,
         )
     folds_used = ", ".join(f"{k}: {v} fold(s)" for k, v in summary["folds"].items())
     done = len(summary["cases"]) - summary["failed"]
+    if args.uncertainty:
+        print(
+            f"uncertainty maps: {Path(args.output) / 'uncertainty'}/<case>_entropy and _disagreement; "
+            "per-case summaries in predict.json"
+        )
+    if summary.get("probability_temperature") is not None:
+        print(
+            "saved probabilities calibrated with find-best's temperature "
+            f"{summary['probability_temperature']:.3f}"
+        )
     print(
         f"segmented {done} of {len(cases)} case(s) with {' + '.join(configs)} ({folds_used}); "
         f"post-processing {summary['postprocessing'] or 'none'}; output in {args.output}"
@@ -126,6 +139,15 @@ def unreadable_inputs(cases: list[Any], source: str) -> list[str]:
             f"input {source}: none of the {len(cases)} case(s) can be read:\n  " + "\n  ".join(problems)
         )
     return problems
+
+
+def _temperature(selection: Any, configs: list[str]) -> float | None:
+    """find-best's temperature of the configuration (an ensemble: the mean of its members'), or None."""
+    fits = (selection or {}).get("calibration") or {}
+    temperatures = [fits.get(c, {}).get("temperature") for c in configs]
+    if not temperatures or any(t is None for t in temperatures):
+        return None
+    return float(sum(temperatures) / len(temperatures))
 
 
 def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
@@ -193,5 +215,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="VALUE",
         help="replace NaN/inf intensities by VALUE (logged, in predict.json); else such a case fails",
+    )
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
     )
     p.set_defaults(func=cmd_predict)

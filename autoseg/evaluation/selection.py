@@ -4,7 +4,10 @@
 2. Each pair of configurations is ensembled from the folds' saved probabilities and scored.
 3. The candidate with the best mean foreground Dice wins (ties: the single configuration first,
    then the order given).
-4. Largest-connected-component post-processing is tried on the winner's cross-validation
+4. A temperature per configuration is fitted on its out-of-fold probabilities
+   (:mod:`autoseg.evaluation.calibration`), with the expected calibration error before and after;
+   ``autoseg predict --save-probabilities`` applies it to the saved probabilities.
+5. Largest-connected-component post-processing is tried on the winner's cross-validation
    predictions (:func:`autoseg.evaluation.postprocess_search.determine_postprocessing`) and kept only
    where it helps.
 
@@ -143,9 +146,30 @@ def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[s
         "candidates": candidates,
         "predict_command": _command(inputs, chosen),
     }
+    selection["calibration"] = _calibrate(inputs)
     write_artifact(inputs.model_root / "selection.json", "selection", SELECTION_SCHEMA_VERSION, selection)
     _plot(inputs.model_root / "cv_dice.png", folders[chosen].parent / "cv_summary.json", chosen)
     return selection
+
+
+def _calibrate(inputs: SelectionInputs) -> dict[str, Any]:
+    """A temperature per configuration, fitted on its out-of-fold probabilities (with the ECE)."""
+    from autoseg.evaluation.calibration import calibrate_configuration
+
+    if any(len(v) != 1 for v in inputs.classes.values()):
+        return {c: {"skipped": "region-based labels (sigmoid outputs)"} for c in inputs.configurations}
+    values = [0, *sorted(v[0] for v in inputs.classes.values())]
+    out: dict[str, Any] = {}
+    for config in inputs.configurations:
+        folders = list(
+            fold_validations(inputs.model_root / inputs.plans_name / config, inputs.num_folds).values()
+        )
+        try:
+            out[config] = calibrate_configuration(folders, inputs.ref_folder, inputs.ending, values)
+        except FileNotFoundError as err:
+            log.warning("%s: no temperature fitted: %s", config, err)
+            out[config] = {"skipped": str(err)}
+    return out
 
 
 def _plot(path: Path, summary_file: Path, chosen: Sequence[str]) -> None:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
 from autoseg.inference.predictor import ConfigurationPredictor
+from autoseg.inference.uncertainty import HIGH_ENTROPY, UncertaintyMaps, member_kind
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
 from autoseg.io.nonfinite import count_nonfinite, describe, replace_nonfinite
@@ -83,6 +84,9 @@ def _finish(
     keep_probabilities: bool,
     writers: Sequence[Writer],
     labels: LabelManager,
+    maps: Any = None,
+    uncertainty: Any = None,
+    temperature: float | None = None,
 ) -> list[Path]:
     seg, written = export_prediction(
         case.name,
@@ -93,7 +97,10 @@ def _finish(
         postprocessing,
         keep_probabilities,
         labels,
+        temperature,
     )
+    if uncertainty is not None:
+        written.extend(uncertainty.write(case.name, case.output_ending, maps, seg, geometry, output))
     for writer in writers:
         written.extend(writer(case, seg, geometry, output))
     return written
@@ -108,6 +115,8 @@ def predict_cases(
     writers: Sequence[Writer] = (),
     record: dict[str, Any] | None = None,
     nonfinite: float | None = None,
+    uncertainty: bool = False,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Segment ``cases`` with the averaged probabilities of ``predictors``; write masks to ``output``.
 
@@ -122,6 +131,10 @@ def predict_cases(
         record: extra fields for ``predict.json`` (model, selection).
         nonfinite: replace NaN and infinite intensities by this value (logged; the count is in
             ``predict.json``); None makes a case with any a failed case.
+        uncertainty: also write ``uncertainty/<case>_entropy`` and ``_disagreement`` maps and their
+            per-case summaries (:mod:`autoseg.inference.uncertainty`); the masks do not change.
+        temperature: divide the log-probabilities by it before saving ``<case>.npz`` (the
+            calibration of ``autoseg find-best``); the masks do not change.
 
     Returns:
         The contents of ``predict.json``: per case its written files or its error. A case that fails
@@ -132,6 +145,7 @@ def predict_cases(
         log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    maps_writer = UncertaintyMaps() if uncertainty else None
     with (
         ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep,
         ThreadPoolExecutor(1, thread_name_prefix="export") as export,
@@ -145,9 +159,7 @@ def predict_cases(
                 pending = prep.submit(_prepare, cases[i + 1], predictors, nonfinite)
             try:
                 prepared, geometry, replaced = current.result()
-                probs = [
-                    p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
-                ]
+                probs, maps = _probabilities(predictors, prepared, maps_writer)
             except Exception as err:  # one bad case must not stop the others
                 log.error("%s: %s", case.source, err)
                 results.append(
@@ -171,6 +183,9 @@ def predict_cases(
                         keep_probabilities,
                         writers,
                         predictors[0].plans.labels,
+                        maps,
+                        maps_writer,
+                        temperature,
                     ),
                 )
             )
@@ -185,8 +200,38 @@ def predict_cases(
         "cases": results,
         "failed": sum("error" in r for r in results),
     }
+    if temperature is not None:
+        summary["probability_temperature"] = temperature
+    if maps_writer is not None:
+        summary["uncertainty"] = {
+            "members": {p.configuration: member_kind(p) for p in predictors},
+            "high_entropy_threshold": HIGH_ENTROPY,
+            "maps": [
+                "uncertainty/<case>_entropy (normalised entropy, 0..1)",
+                "uncertainty/<case>_disagreement (member variance)",
+            ],
+        }
+        for entry in results:
+            if entry["case"] in maps_writer.summaries:
+                entry["uncertainty"] = maps_writer.summaries[entry["case"]]
     write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
     return summary
+
+
+def _probabilities(
+    predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any
+) -> tuple[list[tuple[np.ndarray, dict]], list[tuple[np.ndarray, dict]] | None]:
+    """Per configuration the probabilities and the case's properties, and the uncertainty maps when asked."""
+    if maps_writer is None:
+        return [
+            p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
+        ], None
+    both = [maps_writer.logits_and_maps(p, data) for p, (data, _) in zip(predictors, prepared, strict=True)]
+    probs = [
+        (p.plans.labels.activate(lg).numpy(), props)
+        for p, (lg, _), (_, props) in zip(predictors, both, prepared, strict=True)
+    ]
+    return probs, [(m, props) for (_, m), (_, props) in zip(both, prepared, strict=True)]
 
 
 def _since(t0: float) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from autoseg.contracts.labels import LabelManager
+from autoseg.evaluation.calibration import apply_temperature
 from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import Geometry, write_image
 from autoseg.io.probabilities import save_probabilities
@@ -27,6 +28,7 @@ def export_prediction(
     postprocessing: Any = None,
     keep_probabilities: bool = False,
     labels: LabelManager | None = None,
+    temperature: float | None = None,
 ) -> tuple[np.ndarray, list[Path]]:
     """Revert each configuration's probabilities to the native grid, average, make the label map
     (argmax, or regions by ``regions_class_order``), post-process, write.
@@ -39,6 +41,8 @@ def export_prediction(
         postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
         keep_probabilities: also write ``<name>.npz`` (native-grid probabilities, float16).
         labels: the plans' labels (:meth:`LabelManager.segmentation`); None: argmax, channel k is label k.
+        temperature: calibrate the saved probabilities (:func:`autoseg.evaluation.calibration.
+            apply_temperature`); the mask is the argmax of the uncalibrated ones (the same).
 
     Returns:
         The mask (``geometry.shape``) and the files written.
@@ -52,5 +56,7 @@ def export_prediction(
     seg = segmentation_from(probabilities, postprocessing, labels)
     written = [write_image(seg, geometry, output / f"{name}{ending}")]
     if keep_probabilities:
+        if temperature is not None:
+            probabilities = apply_temperature(probabilities, temperature)
         written.append(save_probabilities(output / f"{name}.npz", probabilities))
     return seg, written

@@ -14,7 +14,7 @@ LAYERS = (
     ("config",),  # hydra, at the edge: only the commands compose the config
     ("training",),
     ("inference",),
-    ("evaluation",),
+    ("evaluation", "report"),
     ("stages",),
     (
         *("planning", "fingerprint", "data", "nets", "preprocessing"),

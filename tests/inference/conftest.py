@@ -22,7 +22,7 @@ TRAIN = [
 ]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """An easy task, planned with 2 folds, both folds of 3d_fullres and 2d trained briefly, find-best run."""
     root = tmp_path_factory.mktemp("chain")
