@@ -13,6 +13,7 @@ and ``predict.json`` (model, configurations, folds, options, versions, cases; pe
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -83,7 +84,7 @@ def _finish(
     postprocessing: Any,
     keep_probabilities: bool,
     writers: Sequence[Writer],
-    labels: LabelManager,
+    labels: LabelManager | None,
     maps: Any = None,
     uncertainty: Any = None,
     temperature: float | None = None,
@@ -146,6 +147,16 @@ def predict_cases(
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     maps_writer = UncertaintyMaps() if uncertainty else None
+    finish = functools.partial(
+        _finish,
+        output=output,
+        postprocessing=postprocessing,
+        keep_probabilities=keep_probabilities,
+        writers=writers,
+        labels=predictors[0].plans.labels if predictors else None,
+        uncertainty=maps_writer,
+        temperature=temperature,
+    )
     with (
         ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep,
         ThreadPoolExecutor(1, thread_name_prefix="export") as export,
@@ -168,28 +179,24 @@ def predict_cases(
                 continue
             reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
             _drain(exports, results, t0, keep=1)  # at most one case waits for export
-            exports.append(
-                (
-                    case
-                    if not replaced
-                    else replace(case, extra={**case.extra, "nonfinite_replaced": replaced}),
-                    export.submit(
-                        _finish,
-                        case,
-                        probs,
-                        geometry,
-                        output,
-                        postprocessing,
-                        keep_probabilities,
-                        writers,
-                        predictors[0].plans.labels,
-                        maps,
-                        maps_writer,
-                        temperature,
-                    ),
-                )
-            )
+            noted = replace(case, extra={**case.extra, "nonfinite_replaced": replaced}) if replaced else case
+            exports.append((noted, export.submit(finish, case, probs, geometry, maps=maps)))
         _drain(exports, results, t0, keep=0)
+    summary = _summary(record, predictors, postprocessing, nonfinite, temperature, maps_writer, results)
+    write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
+    return summary
+
+
+def _summary(
+    record: dict[str, Any] | None,
+    predictors: Sequence[ConfigurationPredictor],
+    postprocessing: Any,
+    nonfinite: float | None,
+    temperature: float | None,
+    maps_writer: Any,
+    results: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The contents of predict.json."""
     summary = {
         **(record or {}),
         "configurations": [p.configuration for p in predictors],
@@ -214,7 +221,6 @@ def predict_cases(
         for entry in results:
             if entry["case"] in maps_writer.summaries:
                 entry["uncertainty"] = maps_writer.summaries[entry["case"]]
-    write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
     return summary
 
 
