@@ -67,8 +67,9 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
     if stage is not None and stage.previous_stage is not None:
         raise ValueError(
             f"configuration {configuration!r} is the second stage of the 3d cascade (after "
-            f"{stage.previous_stage}), which autoseg cannot train or predict yet; train "
-            f"{', '.join(planned)} instead"
+            f"{stage.previous_stage}), which autoseg cannot train or predict yet (a trained "
+            f"{stage.previous_stage} fold already writes its predictions for it to "
+            f"fold_<k>/predicted_next_stage/); train {', '.join(planned)} instead"
         )
     if configuration not in planned:
         raise ValueError(
