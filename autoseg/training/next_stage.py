@@ -18,18 +18,23 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from autoseg.io.images import Geometry, write_image
-from autoseg.preprocessing.crop import bbox_slices
-from autoseg.preprocessing.resample import resample_seg_to_shape
+from autoseg.preprocessing.previous_stage import to_preprocessed_grid
 from autoseg.utils.files import write_json
 
 NEXT_STAGE_FOLDER = "predicted_next_stage"
+__all__ = [
+    "NEXT_STAGE_FOLDER",
+    "previous_stage_prediction",
+    "to_preprocessed_grid",
+    "write_next_stage",
+    "write_next_stage_index",
+]
 
 
 def write_next_stage(folder: Path, name: str, ending: str, seg: np.ndarray, geometry: Geometry) -> Path:
@@ -67,33 +72,3 @@ def previous_stage_prediction(plans_results: Path, previous: str, case: str, end
             f"(autoseg train DATASET {previous} all-folds)"
         )
     return found[0]
-
-
-def to_preprocessed_grid(seg: np.ndarray, properties: Mapping[str, Any]) -> np.ndarray:
-    """A native-geometry label map (Z, Y, X) in a stage's preprocessed grid (Z', Y', X').
-
-    ``properties``: what the preprocessing of the same case for that stage stored
-    (:func:`autoseg.preprocessing.preprocess.preprocess_case`): transposed, cropped with its box,
-    resampled like a label to ``shape_after_resampling``.
-
-    Raises:
-        ValueError: the map's shape is not the case's original shape.
-    """
-    forward = list(properties["transpose_forward"])
-    seg = np.asarray(seg).transpose(forward)
-    if list(seg.shape) != list(properties["shape_before_cropping"]):
-        raise ValueError(
-            f"previous-stage map of {properties.get('case')!r} has shape {list(seg.shape)} (transposed), "
-            f"the case has {properties['shape_before_cropping']}: was it predicted from another image?"
-        )
-    seg = seg[bbox_slices(properties["bbox_used_for_cropping"])]
-    res = properties["resampling"]
-    return resample_seg_to_shape(
-        seg,
-        list(properties["shape_after_resampling"]),
-        properties["spacing"],
-        properties["target_spacing"],
-        int(res["seg_order"]),
-        int(res["seg_order_z"]),
-        float(res["separate_z_anisotropy_threshold"]),
-    )

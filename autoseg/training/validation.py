@@ -27,6 +27,7 @@ from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
 from autoseg.preprocessing.storage import load_case
+from autoseg.training.cascade import cascade_inputs, previous_maps, with_previous
 from autoseg.training.config import TrainerConfig
 from autoseg.training.next_stage import NEXT_STAGE_FOLDER, write_next_stage, write_next_stage_index
 from autoseg.training.spec import FoldSpec
@@ -73,11 +74,16 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
     predictor = _predictor(network, spec, cfg, device)
     next_stage = spec.conf.next_stage  # 3d_lowres: its maps feed the cascade (autoseg.training.next_stage)
     next_folder = spec.output / NEXT_STAGE_FOLDER
+    cascade = cascade_inputs(spec)  # a cascade stage: each case's out-of-fold previous-stage map
+    maps = previous_maps(cascade, spec.data_folder, spec.val_cases) if cascade is not None else {}
     per_case = []
     with torch.no_grad():
         for name in tqdm(spec.val_cases, desc="final validation", file=sys.stderr):
             image, seg, properties, _ = load_case(spec.data_folder, name)
-            logits = predictor.logits(np.array(image, dtype=np.float32))  # a writable copy of the memmap
+            image = np.array(image, dtype=np.float32)  # a writable copy of the memmap
+            if cascade is not None:
+                image = with_previous(image, maps[name], cascade)
+            logits = predictor.logits(image)
             probs = label_manager.activate(logits).numpy()
             geometry = Geometry.from_json(properties["geometry"])
             seg_native, _ = export_prediction(
