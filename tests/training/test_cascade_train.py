@@ -77,6 +77,8 @@ def test_the_previous_map_is_augmented_as_a_label_with_the_target(planned: tuple
         torch.testing.assert_close(again["image"][:, :1], item["image"][:, :1])  # image channel untouched
         differs += int(not torch.equal(again["image"][:, 1:], item["image"][:, 1:]))
     assert differs > 0  # the corruption happens on training batches
+    with pytest.raises(ValueError, match="workers only"):  # the decoding needs the augmented joint map
+        BatchDataset(sampler, augmenter, seed=3, augment_on_device=True, post=CascadeDecoder(inputs, True))
 
 
 def test_train_the_cascade_after_every_lowres_fold_rank_predict_and_export(
