@@ -221,16 +221,3 @@ def test_train_errors_are_clear(tiny_mr_dataset, tmp_path, capsys):
     assert main(["train", str(tiny_mr_dataset), "3d_fullres", "7", *roots]) == 1
     assert "fold 7 does not exist" in capsys.readouterr().err
     assert main(["train", str(tiny_mr_dataset), "3d_fullres", "0", *roots, "trainer.epoch=3"]) != 0
-
-
-def test_the_cascade_second_stage_is_refused_by_name(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
-
-    raw = generate_dataset(tmp_path / "Dataset975_Cascade", SyntheticSpec(num_cases=4, classes=1))
-    paths = [f"paths.preprocessed={tmp_path / 'pre'}", f"paths.results={tmp_path / 'res'}", "num_folds=2"]
-    force_lowres = ["planner.lowres_threshold=2.0", "-c", "3d_fullres", "3d_lowres", "--no-preprocess"]
-    assert main(["plan", str(raw), *paths, *force_lowres, "--num-workers", "1"]) == 0
-    assert main(["train", str(raw), "3d_cascade_fullres", "0", *paths]) != 0
-    assert "second stage of the 3d cascade" in capsys.readouterr().err

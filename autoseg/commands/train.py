@@ -64,13 +64,8 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
     plans = read_plans(folders, plans_name)
     planned = plans.planned
     stage = plans.configurations.get(configuration)
-    if stage is not None and stage.previous_stage is not None:
-        raise ValueError(
-            f"configuration {configuration!r} is the second stage of the 3d cascade (after "
-            f"{stage.previous_stage}), which autoseg cannot train or predict yet; train "
-            f"{', '.join(planned)} instead"
-        )
-    if configuration not in planned:
+    cascade = stage is not None and stage.previous_stage in planned  # trained on the previous stage's maps
+    if configuration not in planned and not cascade:
         raise ValueError(
             f"configuration {configuration!r} is not in {folders.plans(plans_name)} "
             f"(planned: {', '.join(planned)})"

@@ -21,7 +21,7 @@ Typical use::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,8 +89,11 @@ class BatchDataset(Dataset):
         stream: int = 0,
         augment_on_device: bool = False,
         samples: tuple[int, int] | None = None,
+        post: Callable[[dict[str, Any], np.random.Generator], dict[str, Any]] | None = None,
     ) -> None:
         problems = []
+        if post is not None and augment_on_device:
+            problems.append("a post step (the cascade's previous-stage channels) runs in the workers only")
         if augmenter is not None:
             if augmenter.patch_size != sampler.patch_size:
                 problems.append(
@@ -116,6 +119,7 @@ class BatchDataset(Dataset):
         self.stream = int(stream)
         self.augment_on_device = bool(augment_on_device)
         self.samples = slice(*samples) if samples is not None else slice(None)
+        self.post = post
 
     def rng(self, k: int) -> np.random.Generator:
         """The generator batch ``k`` is built from."""
@@ -136,6 +140,8 @@ class BatchDataset(Dataset):
                 item = (
                     self._crops(specs, params) if self.augment_on_device else self._augmented(specs, params)
                 )
+            if self.post is not None:  # e.g. autoseg.training.cascade.CascadeDecoder, from the same rng
+                item = self.post(item, rng)
         item["forced"] = forced
         return item
 

@@ -40,12 +40,19 @@ def _members(
     checkpoint: str,
     exports: Sequence[str] = (),
 ) -> tuple[list[tuple[Path, str]], dict[str, list[str]]]:
+    """The archive's files and the folds of each chosen configuration. A cascade stage carries its
+    previous stage too (its folds, not listed among the chosen configurations): predict runs it first."""
     files: list[tuple[Path, str]] = []
     chosen: dict[str, list[str]] = {}
-    for name in configurations:
+    needed = list(configurations)
+    for name in needed:
         trained = model.configuration(name)
         use = fold_names(folds, trained.folds, str(trained.folder))
-        chosen[name] = use
+        if name in configurations:
+            chosen[name] = use
+        previous = trained.plans.configuration(name).previous_stage
+        if previous is not None and previous not in needed:
+            needed.append(previous)
         prefix = f"{model.plans_name}/{name}"
         files.append((trained.folder / "plans.json", f"{prefix}/plans.json"))
         if (trained.folder / "cv_summary.json").is_file():

@@ -72,13 +72,18 @@ def export_fold_networks(
 ) -> list[dict[str, Any]]:
     """Export every chosen fold as each of ``kinds`` (onnx, torchscript); their export records."""
     records = []
-    for name in configurations:
+    needed = list(configurations)  # a cascade stage's previous stage is exported with it
+    for name in needed:
         trained = model.configuration(name)
+        previous = trained.plans.configuration(name).previous_stage
+        if previous is not None and previous not in needed:
+            needed.append(previous)
         sample: torch.Tensor | None = None
         for fold in fold_names(folds, trained.folds, str(trained.folder)):
             path = trained.checkpoint(fold, checkpoint)
             network, meta = load_fold_network(path, torch.device("cpu"))
-            if sample is None and raw is not None:
+            # a cascade stage's real input includes the previous stage's channels: a synthetic sample
+            if sample is None and raw is not None and previous is None:
                 sample = real_sample(raw, trained.plans, name, meta["patch_size"])
             for kind in kinds:
                 record = export_network(path, network, meta, kind, sample)

@@ -29,13 +29,15 @@ import numpy as np
 import torch
 
 from autoseg.contracts.plans import Plans
+from autoseg.data.cascade import one_hot_previous
 from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
-from autoseg.inference.model import TrainedConfiguration, load_fold_network
+from autoseg.inference.model import TrainedConfiguration, _folds_of, load_fold_network
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
 from autoseg.preprocessing.preprocess import preprocess_case, revert_preprocessing
+from autoseg.preprocessing.previous_stage import to_preprocessed_grid
 
 __all__ = ["ConfigurationPredictor", "PredictOptions"]
 
@@ -90,13 +92,17 @@ class ConfigurationPredictor:
         conf = trained.plans.configuration(trained.name)
         networks: list[Callable[[torch.Tensor], torch.Tensor]] = []
         patch, mirror = list(conf.patch_size), list(conf.mirror_axes)
+        # the 3d cascade's second stage: the previous stage predicts first, its map is extra input
+        self.previous = _previous_stage(trained, device, options) if conf.previous_stage else None
+        self.previous_channels = tuple(tuple(v) for v in trained.plans.labels.evaluation_classes.values())
+        expected = trained.plans.num_channels + (len(self.previous_channels) if self.previous else 0)
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, conf.architecture)
-            if int(meta.get("in_channels", trained.plans.num_channels)) != trained.plans.num_channels:
+            if int(meta.get("in_channels", expected)) != expected:
                 raise ValueError(
                     f"{path}: the network takes {meta['in_channels']} input channel(s) but "
-                    f"{trained.folder / 'plans.json'} lists {trained.plans.num_channels}; the checkpoint "
+                    f"{trained.folder / 'plans.json'} means {expected}; the checkpoint "
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
@@ -127,6 +133,7 @@ class ConfigurationPredictor:
         conf = plans.configuration(configuration)
         patch = list(patch_size or conf.patch_size)
         self = cls.__new__(cls)
+        self.previous, self.previous_channels = None, ()
         self._setup(plans, configuration, list(networks), device, options, patch, list(conf.mirror_axes))
         self.trained = None
         return self
@@ -171,6 +178,10 @@ class ConfigurationPredictor:
             )
         case = LoadedCase(name=name, images=images, label=None, geometry=geometry)
         data, _, properties = preprocess_case(case, self.plans, self.configuration)
+        if self.previous is not None:  # the previous stage's mask, in this stage's grid, one-hot
+            mask = self.plans.labels.segmentation(self.previous.predict(name, images, geometry))
+            previous = one_hot_previous(to_preprocessed_grid(mask, properties), self.previous_channels)
+            data = np.concatenate([data, previous]).astype(np.float32, copy=False)
         return data, properties
 
     def logits(self, data: np.ndarray, output_device: torch.device | str = "cpu") -> torch.Tensor:
@@ -246,3 +257,21 @@ class ConfigurationPredictor:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""
         data, properties = self.preprocess(name, images, geometry)
         return self.probabilities(data, properties)
+
+
+def _previous_stage(
+    trained: TrainedConfiguration, device: torch.device, options: PredictOptions
+) -> ConfigurationPredictor:
+    """The predictor of a cascade stage's previous stage (every trained fold of it, beside it)."""
+    previous = trained.plans.configuration(trained.name).previous_stage
+    assert previous is not None
+    folder = trained.folder.parent / previous
+    plans_file = folder / "plans.json"
+    folds = _folds_of(folder)
+    if not plans_file.is_file() or not folds:
+        raise FileNotFoundError(
+            f"{trained.name} needs its previous stage {previous}, but {folder} holds no trained model: "
+            f"train it (autoseg train DATASET {previous} all-folds) or export both stages together"
+        )
+    stage = TrainedConfiguration(name=previous, folder=folder, plans=Plans.load(plans_file), folds=folds)
+    return ConfigurationPredictor(stage, folds, device, options)

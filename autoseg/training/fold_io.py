@@ -19,6 +19,7 @@ import torch
 
 from autoseg import __version__
 from autoseg.nets.factory import build_network
+from autoseg.training.cascade import network_in_channels
 from autoseg.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from autoseg.training.config import TrainerConfig
 from autoseg.training.distributed import DistributedContext, bare_module, from_main, unwrap_ddp
@@ -70,7 +71,7 @@ def checkpoint_state(
         "configuration": spec.configuration,
         "fold": str(spec.fold),
         "architecture": conf.architecture.to_dict(),
-        "in_channels": spec.plans.num_channels,
+        "in_channels": network_in_channels(spec),
         "labels": spec.plans.labels.to_json(),
         **({"regions_class_order": list(order)} if (order := spec.plans.labels.regions_class_order) else {}),
         "patch_size": list(cfg.patch_size or conf.patch_size),
@@ -198,7 +199,7 @@ def validate_only(
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train the fold first (autoseg train ...)")
     state = load_checkpoint(path, map_location="cpu")  # load_state_dict copies to the network's device
-    network = build_network(spec.conf.architecture, spec.plans.num_channels, spec.plans.labels.num_outputs)
+    network = build_network(spec.conf.architecture, network_in_channels(spec), spec.plans.labels.num_outputs)
     network.to(device).load_state_dict(state["network"])
     return validate_fold(network, spec, cfg, device)
 

@@ -105,8 +105,9 @@ def build_parts(
     label_manager = spec.plans.labels
     regions = label_manager.region_values if label_manager.has_regions else None
     augmenter = Augmenter(patch, cfg.augment, num_channels=in_channels)  # conf/augment: nnU-Net's set
+    train_cases, val_cases, train_post, val_post, extra = _cases(spec)
     train_sampler = PatchSampler(
-        PreprocessedCases(spec.data_folder, spec.train_cases),
+        train_cases,
         patch,
         batch_size,
         cfg.oversample_foreground,
@@ -114,7 +115,7 @@ def build_parts(
         regions,
     )
     val_sampler = PatchSampler(
-        PreprocessedCases(spec.data_folder, spec.val_cases),
+        val_cases,
         patch,
         batch_size,
         cfg.oversample_foreground,
@@ -126,19 +127,25 @@ def build_parts(
 
     def make_train_batches(on_device: bool, start: int) -> Iterator[dict[str, Any]]:
         dataset = BatchDataset(
-            train_sampler, augmenter, cfg.seed, stream=0, augment_on_device=on_device, samples=share
+            train_sampler,
+            augmenter,
+            cfg.seed,
+            stream=0,
+            augment_on_device=on_device,
+            samples=share,
+            post=train_post,
         )
         return iter(make_loader(dataset, start, cfg.epochs * per_epoch, workers, pin))
 
     val_loader = make_loader(
-        BatchDataset(val_sampler, None, cfg.seed, stream=1, samples=share),
+        BatchDataset(val_sampler, None, cfg.seed, stream=1, samples=share, post=val_post),
         start_epoch * val_per_epoch,
         cfg.epochs * val_per_epoch,
         max(0, workers // 2),
         pin,
     )
     torch.manual_seed(cfg.seed)  # the same initial weights for the same seed (on every rank)
-    network = build_network(conf.architecture, in_channels, label_manager.num_outputs).to(device)
+    network = build_network(conf.architecture, in_channels + extra, label_manager.num_outputs).to(device)
     if cfg.compile:
         network = torch.compile(network)  # type: ignore[assignment]
     network = wrap_ddp(network, distributed, device)
@@ -166,6 +173,25 @@ def build_parts(
         device_augmentation=augment_on_device(augmenter),
         ignore_label=label_manager.ignore_label,
         regions=regions,
+    )
+
+
+def _cases(spec: FoldSpec) -> tuple[PreprocessedCases, PreprocessedCases, Any, Any, int]:
+    """(training cases, validation cases, their post steps, extra input channels): plain cases, or for
+    a cascade stage the joint maps and decoders of :mod:`autoseg.training.cascade`."""
+    from autoseg.training.cascade import CascadeCases, CascadeDecoder, cascade_inputs, previous_maps
+
+    inputs = cascade_inputs(spec)
+    if inputs is None:
+        train = PreprocessedCases(spec.data_folder, spec.train_cases)
+        return train, PreprocessedCases(spec.data_folder, spec.val_cases), None, None, 0
+    maps = previous_maps(inputs, spec.data_folder, sorted(set(spec.train_cases) | set(spec.val_cases)))
+    return (
+        CascadeCases(spec.data_folder, spec.train_cases, maps, inputs.base),
+        CascadeCases(spec.data_folder, spec.val_cases, maps, inputs.base),
+        CascadeDecoder(inputs, corrupt=True),
+        CascadeDecoder(inputs, corrupt=False),
+        inputs.num_channels,
     )
 
 
@@ -315,6 +341,11 @@ def _train_fold(
 ) -> TrainState:
     main = distributed.is_main
     cfg = _workers_for_extra_transforms(cfg)
+    if spec.conf.previous_stage is not None and cfg.augment_on != "workers":
+        log.info(
+            "a cascade stage decodes its previous-stage channels in the data workers: augment_on=workers"
+        )
+        cfg = dataclasses.replace(cfg, augment_on="workers")
     _set_determinism(cfg)
     state, checkpoint = TrainState(), None
     if resume:

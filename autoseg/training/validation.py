@@ -5,8 +5,10 @@ Written to ``fold_<k>/validation/``: ``<case><ending>`` masks in the raw file fo
 ``<case>.npz`` probabilities (float16, ``trainer.save_probabilities``; ``autoseg find-best``
 ensembles configurations from them), ``evaluation.json`` (every metric of
 :mod:`autoseg.evaluation.evaluate`) and ``summary.json`` (mean Dice per class, for logs and
-launchers). Without the raw dataset (``FoldSpec.raw_root`` unset), the Dice is computed against the
-preprocessed labels instead, and ``summary.json`` says ``"resolution": "preprocessed"``.
+launchers). A ``3d_lowres`` fold also writes its masks to ``predicted_next_stage/`` for the 3d
+cascade (:mod:`autoseg.training.next_stage`). Without the raw dataset (``FoldSpec.raw_root``
+unset), the Dice is computed against the preprocessed labels instead, and ``summary.json`` says
+``"resolution": "preprocessed"``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
 from autoseg.preprocessing.storage import load_case
+from autoseg.training.cascade import cascade_inputs, previous_maps, with_previous
 from autoseg.training.config import TrainerConfig
+from autoseg.training.next_stage import NEXT_STAGE_FOLDER, write_next_stage, write_next_stage_index
 from autoseg.training.spec import FoldSpec
 from autoseg.utils.files import write_artifact
 
@@ -68,11 +72,18 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
     ending = _raw_references(spec.raw_root)[1] if spec.raw_root is not None else ".nii.gz"
     network.eval()
     predictor = _predictor(network, spec, cfg, device)
+    next_stage = spec.conf.next_stage  # 3d_lowres: its maps feed the cascade (autoseg.training.next_stage)
+    next_folder = spec.output / NEXT_STAGE_FOLDER
+    cascade = cascade_inputs(spec)  # a cascade stage: each case's out-of-fold previous-stage map
+    maps = previous_maps(cascade, spec.data_folder, spec.val_cases) if cascade is not None else {}
     per_case = []
     with torch.no_grad():
         for name in tqdm(spec.val_cases, desc="final validation", file=sys.stderr):
             image, seg, properties, _ = load_case(spec.data_folder, name)
-            logits = predictor.logits(np.array(image, dtype=np.float32))  # a writable copy of the memmap
+            image = np.array(image, dtype=np.float32)  # a writable copy of the memmap
+            if cascade is not None:
+                image = with_previous(image, maps[name], cascade)
+            logits = predictor.logits(image)
             probs = label_manager.activate(logits).numpy()
             geometry = Geometry.from_json(properties["geometry"])
             seg_native, _ = export_prediction(
@@ -85,12 +96,16 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
                 cfg.save_probabilities,
                 label_manager,
             )
+            if next_stage is not None:
+                write_next_stage(next_folder, name, ending, seg_native, geometry)
             if cfg.validation_png and spec.raw_root is not None:
                 _draw(spec.raw_root, name, ending, seg_native, names, out)
             if not native:
                 reference = np.where(seg[0] < 0, 0, seg[0])
                 dice = _preprocessed_dice(label_manager.segmentation(probs), reference, label_manager)
                 per_case.append({"case": name, "dice": {k: _none_if_nan(d) for k, d in dice.items()}})
+    if next_stage is not None:
+        write_next_stage_index(next_folder, spec.configuration, str(spec.fold), next_stage, spec.val_cases)
     classes = list(label_manager.evaluation_classes)
     summary = _native_summary(spec, out, ending) if native else _preprocessed_summary(per_case, classes)
     summary = {"configuration": spec.configuration, "fold": str(spec.fold), **summary}
