@@ -102,7 +102,8 @@ class ConfigurationPredictor:
             if int(meta.get("in_channels", expected)) != expected:
                 raise ValueError(
                     f"{path}: the network takes {meta['in_channels']} input channel(s) but "
-                    f"{trained.folder / 'plans.json'} means {expected}; the checkpoint "
+                    f"{trained.folder / 'plans.json'} lists {trained.plans.num_channels} image channel(s)"
+                    f"{' + the previous stage' if self.previous else ''}, i.e. {expected}; the checkpoint "
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
