@@ -30,3 +30,14 @@ def dataset_folders(cfg: Any, root: Path) -> Any:
     from autoseg.stages import DatasetFolders
 
     return DatasetFolders.for_dataset(Paths.from_config(cfg).require("preprocessed"), load_raw_dataset(root))
+
+
+def add_allow_nonfinite(parser: argparse.ArgumentParser, recorded_in: str, otherwise: str) -> None:
+    """Add ``--allow-nonfinite VALUE``: NaN/inf intensities replaced (logged, recorded in ``recorded_in``)."""
+    parser.add_argument(
+        "--allow-nonfinite",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help=f"replace NaN/inf intensities by VALUE (logged, recorded in {recorded_in}); {otherwise}",
+    )

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from autoseg.commands.common import compose_config, dataset_folders, dataset_root
+from autoseg.commands.common import add_allow_nonfinite, compose_config, dataset_folders, dataset_root
 
 log = logging.getLogger("autoseg")
 #: Trainer keys that plans.json's run record leaves out (each fold's run.json has them).
@@ -241,13 +241,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", action="store_true", help="print why each decision was made")
     p.add_argument("--no-preprocess", action="store_true", help="stop after planning")
     p.add_argument("--reuse-fingerprint", action="store_true", help="reuse an existing fingerprint.json")
-    p.add_argument(
-        "--allow-nonfinite",
-        type=float,
-        default=None,
-        metavar="VALUE",
-        help="replace NaN/inf intensities by VALUE (logged, recorded in plans.json) instead of refusing them",
-    )
+    add_allow_nonfinite(p, "plans.json", "without it they are refused")
     p.set_defaults(func=cmd_plan)
 
     p = dataset_cmd("preprocess", "preprocess a planned dataset for one or more configurations")

@@ -164,6 +164,8 @@ def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from autoseg.commands.common import add_allow_nonfinite
+
     p = sub.add_parser(
         "predict",
         help="segment new scans with a trained model; masks in each scan's own geometry",
@@ -205,17 +207,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--forward-batch",
         type=int,
         default=None,
-        help="network inputs (tiles, mirrored copies) per forward pass (default: measured on the first case)",
+        help="network inputs (tiles, mirrored copies) per forward pass (default: the mirrored copies of "
+        "a tile on the CPU; on a GPU sized from the measured memory of one input)",
     )
     p.add_argument("--dicom-seg", action="store_true", help="DICOM input: also write a DICOM-SEG per series")
     p.add_argument("--png", action="store_true", help="also write an overlay PNG per case")
-    p.add_argument(
-        "--allow-nonfinite",
-        type=float,
-        default=None,
-        metavar="VALUE",
-        help="replace NaN/inf intensities by VALUE (logged, in predict.json); else such a case fails",
-    )
+    add_allow_nonfinite(p, "predict.json", "without it such a case fails")
     p.add_argument(
         "--uncertainty",
         action="store_true",

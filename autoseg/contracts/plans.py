@@ -282,7 +282,7 @@ class Plans:
         r = _Reader(data, "plans", problems)
         configs_raw = r.get("configurations", dict, {})
         configurations, planned = _configurations(configs_raw, problems)
-        labels = LabelManager.from_labels({}, source=source)
+        labels = LabelManager(())  # replaced below; kept empty when the labels are refused
         try:
             labels = LabelManager.from_labels(
                 r.get("labels", dict, {}), data.get("regions_class_order"), source=f"{source}: labels"

@@ -142,8 +142,7 @@ def predict_cases(
         (an unreadable file, a bad DICOM series) is reported and the others still run.
     """
     output.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_temporaries(output):
-        log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
+    remove_stale_temporaries(output)  # a killed earlier run's half-written files (each logged)
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     maps_writer = UncertaintyMaps() if uncertainty else None

@@ -234,8 +234,8 @@ def preprocess_dataset(
     labels = list(label_manager.foreground_values)  # ignore excluded: it gets the ANNOTATED key instead
     ignore = label_manager.ignore_label
     digest = plan_hash(plans, configuration, labels if ignore is None else [*labels, ANNOTATED], seed)
-    for stale in remove_stale_temporaries(folder) if folder.is_dir() else []:
-        log.warning("removed %s, a file left half-written by an interrupted run", stale.name)
+    if folder.is_dir():
+        remove_stale_temporaries(folder)  # a killed earlier run's half-written files (each logged)
     todo = [c for c in dataset.cases if not is_case_complete(folder, c.name, digest)]
     log.info(
         "preprocess %s: %d of %d cases to do in %s", configuration, len(todo), len(dataset.cases), folder

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from autoseg.utils.files import remove_stale_temporaries
+from autoseg.utils.files import pid_alive, remove_stale_temporaries
 
 LOCK_NAME = "train.lock"
 log = logging.getLogger("autoseg.train")
@@ -85,14 +85,14 @@ def fold_lock(folder: Path) -> Iterator[Path]:
     try:
         stale = _holder(fd)
         if stale:
-            alive = stale.get("host") == socket.gethostname() and _pid_alive(int(stale.get("pid", -1)))
+            alive = stale.get("host") == socket.gethostname() and pid_alive(int(stale.get("pid", -1)))
             log.warning(
                 "taking over the lock %s left by %s, which %s",
                 path,
                 _describe(stale),
                 "no longer holds it" if alive else "is no longer running",
             )
-        _remove_temporaries(folder)
+        remove_stale_temporaries(folder)  # what the dead run left half-written (each logged)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -103,21 +103,3 @@ def fold_lock(folder: Path) -> Iterator[Path]:
             path.unlink(missing_ok=True)  # before unlocking: a waiter then locks a fresh file
         finally:
             os.close(fd)
-
-
-def _remove_temporaries(folder: Path) -> None:
-    """Delete the half-written files a dead run left (``remove_stale_temporaries``), saying so."""
-    for path in remove_stale_temporaries(folder):
-        log.warning("removed %s, a file left half-written by the interrupted run", path.name)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import socket
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from autoseg.utils.faults import reached
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactError(ValueError):
@@ -152,14 +155,18 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     host = _owner().rsplit("-", 1)[0]
     for path in Path(folder).glob(".*.tmp*"):
         match = _TEMPORARY.match(path.name)
-        if match is None or match["host"] != host or _alive(int(match["pid"])):
+        if match is None or match["host"] != host or pid_alive(int(match["pid"])):
             continue
         path.unlink(missing_ok=True)
+        log.warning("removed %s, a file left half-written by an interrupted run", path.name)
         removed.append(path)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user's counts as running)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
