@@ -38,12 +38,14 @@ to disable).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import resource
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,11 +102,29 @@ def _ppid_map() -> dict[int, list[int]]:
     return tree
 
 
+def _mem_available_kb() -> int | None:
+    """/proc/meminfo's MemAvailable in KiB (None where unreadable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class TreeMemorySampler:
     """Samples the summed PSS/RSS of a process and all its descendants in a thread."""
 
-    def __init__(self, root_pid: int, interval: float = 0.05, pss_refresh: int = 10):
+    def __init__(
+        self, root_pid: int, interval: float = 0.05, pss_refresh: int = 10, kill_above_kb: int | None = None
+    ):
         self.root_pid = root_pid
+        # a watchdog: the tree is killed (SIGKILL, by pid) when its summed RSS passes this, or when the
+        # machine's MemAvailable falls under 2 GiB, so that a benchmark never swaps a shared machine
+        self.kill_above_kb = kill_above_kb
+        self.killed: str | None = None
         self.interval = interval
         self.peak_pss_kb = 0
         self.peak_rss_kb = 0
@@ -167,6 +187,8 @@ class TreeMemorySampler:
         rss_by_pid = {pid: self._rss_kb(pid) for pid in pids}
         rss = sum(rss_by_pid.values())
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        if self.kill_above_kb is not None and self.killed is None:
+            self._watchdog(rss, pids)
         self.peak_nproc = max(self.peak_nproc, len(pids))
         self.n_samples += 1
         # PSS <= RSS for every process, so a sample whose RSS sum is below the PSS peak so far
@@ -187,6 +209,19 @@ class TreeMemorySampler:
             pss += c[1]
         self._pss_cache = cache
         self.peak_pss_kb = max(self.peak_pss_kb, pss)
+
+    def _watchdog(self, rss_kb: int, pids: list[int]) -> None:
+        assert self.kill_above_kb is not None
+        available = _mem_available_kb()
+        if rss_kb > self.kill_above_kb:
+            self.killed = f"summed RSS {rss_kb // 1024} MiB passed the limit {self.kill_above_kb // 1024} MiB"
+        elif available is not None and available < 2 * 2**20:
+            self.killed = f"the machine's MemAvailable fell to {available // 1024} MiB (tree RSS {rss_kb // 1024} MiB)"
+        else:
+            return
+        for pid in reversed(pids):  # children first
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def _run(self) -> None:
         c0 = time.thread_time()
