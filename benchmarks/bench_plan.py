@@ -256,10 +256,17 @@ class RunResult:
     workdir: str
     log: str
     cmd: list[str] = field(default_factory=list)
+    killed: str | None = None  # the watchdog's reason (--kill-at-gib), with the peak before it
 
 
 def timed_run(
-    tool: str, repeat: int, cmd: list[str], env: dict[str, str], workdir: Path, interval: float
+    tool: str,
+    repeat: int,
+    cmd: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    interval: float,
+    kill_above_gib: float | None = None,
 ) -> RunResult:
     log_path = workdir / f"{tool}.log"
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -268,7 +275,8 @@ def timed_run(
         proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
         )
-        with TreeMemorySampler(proc.pid, interval) as sampler:
+        limit = None if kill_above_gib is None else int(kill_above_gib * 2**20)
+        with TreeMemorySampler(proc.pid, interval, kill_above_kb=limit) as sampler:
             rc = proc.wait()
         wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -288,6 +296,7 @@ def timed_run(
         workdir=str(workdir),
         log=str(log_path),
         cmd=cmd,
+        killed=sampler.killed,
     )
 
 
@@ -328,7 +337,7 @@ def run_nnunet(args, dataset: Path, rep: int, workdir: Path) -> RunResult:
         "--no_pbar",
         *shlex.split(args.nnunet_extra),
     ]
-    return timed_run("nnunet", rep, cmd, env, workdir, args.interval)
+    return timed_run("nnunet", rep, cmd, env, workdir, args.interval, args.kill_at_gib)
 
 
 def autoseg_base_cmd(args) -> list[str]:
@@ -354,7 +363,7 @@ def run_autoseg(args, dataset: Path, rep: int, workdir: Path) -> RunResult:
         str(args.workers),
         *shlex.split(args.autoseg_extra),
     ]
-    return timed_run("autoseg", rep, cmd, env, workdir, args.interval)
+    return timed_run("autoseg", rep, cmd, env, workdir, args.interval, args.kill_at_gib)
 
 
 # --------------------------------------------------------------------------------------
@@ -477,6 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.05, help="memory sampling interval (s)")
     ap.add_argument("--no-warm-cache", action="store_true")
     ap.add_argument(
+        "--kill-at-gib",
+        type=float,
+        default=None,
+        help="watchdog: kill a tool whose process tree passes this many GiB (or when the machine's "
+        "MemAvailable falls under 2 GiB) and report its peak",
+    )
+    ap.add_argument(
         "--keep",
         choices=("last", "all", "none"),
         default="last",
@@ -517,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"sampler cpu {r.sampler_cpu_s:.1f}s) log {r.log}",
                 flush=True,
             )
+            if r.killed:
+                print(f"  !! {tool} killed by the watchdog: {r.killed}")
             if r.returncode != 0:
                 print(f"  !! {tool} failed; last lines of its log:")
                 print("\n".join(Path(r.log).read_text(errors="replace").splitlines()[-20:]))

@@ -153,19 +153,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def nnunet_side(args: argparse.Namespace, dataset: Path, case: Path, out: Path, env: dict) -> tuple[Path, dict]:
-    """Both tools plan the training set; autoseg trains fold 0, nnU-Net gets an untrained fold 0 of its
-    plan (``bench_predict.make_models``); then ``nnUNetv2_predict`` segments the case, measured."""
-    import bench_predict
-
-    ns = argparse.Namespace(
+def models_namespace(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments ``bench_predict.make_models`` (and ``bench_train.prepare``) read: both tools plan
+    the training set with one worker, autoseg trains fold 0 (no ready model), nnU-Net gets its fold 0."""
+    return argparse.Namespace(
         plan_workers=1,
         nnunet_venv=args.nnunet_venv,
         train_iterations=args.train_iterations,
         autoseg_model=None,
         with_nnunet=True,
     )
-    models = bench_predict.make_models(ns, dataset, out / "models")
+
+
+def nnunet_side(args: argparse.Namespace, dataset: Path, case: Path, out: Path, env: dict) -> tuple[Path, dict]:
+    """Both tools plan the training set; autoseg trains fold 0, nnU-Net gets an untrained fold 0 of its
+    plan (``bench_predict.make_models``); then ``nnUNetv2_predict`` segments the case, measured."""
+    import bench_predict
+
+    models = bench_predict.make_models(models_namespace(args), dataset, out / "models")
     nn_env = {**bench_predict.nnunet_env(models["paths"], Path(models["nnunet_results"])), **env}
     did = int(dataset.name[7:10])
     cmd = [str(Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict"), "-i", str(case.parent)]

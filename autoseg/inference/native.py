@@ -33,7 +33,7 @@ from autoseg.preprocessing.separable import axis_matrices, resample_separable
 
 __all__ = ["COMPACT_ABOVE_BYTES", "DEFAULT_SLAB_BYTES", "compact_logits", "native_segmentation", "slab_rows"]
 
-DEFAULT_SLAB_BYTES = 256 * 2**20  # one slab's native float32 probabilities (K x rows x Y x X)
+DEFAULT_SLAB_BYTES = 64 * 2**20  # one slab's native float32 probabilities (K x rows x Y x X)
 COMPACT_ABOVE_BYTES = 2**30  # network-grid float32 logits larger than this are held as float16
 _SAME_KEYS = (
     "shape_after_cropping_and_before_resampling",
