@@ -216,7 +216,9 @@ class TreeMemorySampler:
         if rss_kb > self.kill_above_kb:
             self.killed = f"summed RSS {rss_kb // 1024} MiB passed the limit {self.kill_above_kb // 1024} MiB"
         elif available is not None and available < 2 * 2**20:
-            self.killed = f"the machine's MemAvailable fell to {available // 1024} MiB (tree RSS {rss_kb // 1024} MiB)"
+            self.killed = (
+                f"the machine's MemAvailable fell to {available // 1024} MiB (tree RSS {rss_kb // 1024} MiB)"
+            )
         else:
             return
         for pid in reversed(pids):  # children first

@@ -165,7 +165,9 @@ def models_namespace(args: argparse.Namespace) -> argparse.Namespace:
     )
 
 
-def nnunet_side(args: argparse.Namespace, dataset: Path, case: Path, out: Path, env: dict) -> tuple[Path, dict]:
+def nnunet_side(
+    args: argparse.Namespace, dataset: Path, case: Path, out: Path, env: dict
+) -> tuple[Path, dict]:
     """Both tools plan the training set; autoseg trains fold 0, nnU-Net gets an untrained fold 0 of its
     plan (``bench_predict.make_models``); then ``nnUNetv2_predict`` segments the case, measured."""
     import bench_predict
@@ -183,7 +185,7 @@ def nnunet_side(args: argparse.Namespace, dataset: Path, case: Path, out: Path, 
 
 
 def autoseg_side(args: argparse.Namespace, model: Path, case: Path, out: Path, env: dict) -> dict[str, Any]:
-    """``autoseg predict`` of the case, measured; its own memory record and export seconds from predict.json."""
+    """``autoseg predict`` of the case, measured; its memory record and export seconds from predict.json."""
     cmd = [sys.executable, "-m", "autoseg", "predict", "-i", str(case.parent), "-o", str(out / "autoseg_out")]
     cmd += ["-m", str(model), "-c", CONFIGURATION, "-f", "0", "--device", "cpu", "--no-tta"]
     result = measured(cmd, env, out / "autoseg.log", args.mem_interval, args.kill_at_gib)
@@ -227,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         model, results["nnunet"] = nnunet_side(args, dataset, case, out, env)
     else:
         model = autoseg_model(dataset, out / "models", args.train_iterations)
-        why = "--only autoseg" if args.only == "autoseg" else "not installed (benchmarks/.nnunet-venv missing)"
+        why = (
+            "--only autoseg" if args.only == "autoseg" else "not installed (benchmarks/.nnunet-venv missing)"
+        )
         results["nnunet"] = f"{why}: autoseg alone"
     results["autoseg"] = autoseg_side(args, model, case, out, env)
     voxels = float(np.prod(args.shape))
@@ -237,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(results["nnunet"], dict):
         for key in ("peak_pss_tree_mib", "peak_rss_tree_mib", "wall_s"):
             ratio = results["autoseg"][key] / max(1, results["nnunet"][key])
-            print(f"{key} autoseg / nnU-Net: {ratio:.2f}{' (nnU-Net killed)' if 'killed' in results['nnunet'] else ''}")
+            print(
+                f"{key} autoseg / nnU-Net: {ratio:.2f}"
+                + (" (nnU-Net killed)" if "killed" in results["nnunet"] else "")
+            )
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
     return 0 if results["autoseg"]["returncode"] == 0 else 1

@@ -32,7 +32,9 @@ def sphere_centres(shape: tuple[int, int, int], classes: int, rng: np.random.Gen
     return grid + rng.uniform(-2, 2, grid.shape)
 
 
-def write_case(image: Path, label: Path, shape: tuple[int, int, int], spacing: tuple, classes: int, seed: int) -> None:
+def write_case(
+    image: Path, label: Path, shape: tuple[int, int, int], spacing: tuple, classes: int, seed: int
+) -> None:
     """One CT and its label map, slice by slice."""
     import SimpleITK as sitk
 

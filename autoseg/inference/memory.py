@@ -7,10 +7,10 @@ preprocessed, one through the networks, one exported, at the same time):
   normalised and resampled data;
 * the networks: the network-grid input, the sliding window's float32 accumulators (K logits and one
   weight per voxel), one fold's logits beside the running sum;
-* the export: the logits handed on (float32, or float16 for very large ones), one slab of native probabilities (and the resampler's
-  intermediates, about three slabs), and the mask (cropped, pasted, transposed, written): about four
-  native-sized label maps. With ``--save-probabilities`` the native probabilities (K x the volume,
-  float32) are held whole, twice (reverted and saved).
+* the export: the logits handed on (float32, or float16 for very large ones), one slab of native
+  probabilities (and the resampler's intermediates, about three slabs), and the mask (cropped,
+  pasted, transposed, written): about four native-sized label maps. With ``--save-probabilities``
+  the native probabilities (K x the volume, float32) are held whole, twice (reverted and saved).
 
 A baseline covers the interpreter, torch and the networks' weights. The measured peak is the
 process' ``ru_maxrss``.

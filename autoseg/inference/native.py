@@ -181,7 +181,9 @@ def native_segmentation(
             probs /= len(parts)
         seg[r0:r1] = _segment(probs, labels)
         del probs
-    out = paste_into(seg, first_props["bbox_used_for_cropping"], first_props["shape_before_cropping"], outside)
+    out = paste_into(
+        seg, first_props["bbox_used_for_cropping"], first_props["shape_before_cropping"], outside
+    )
     out = out.transpose(list(first_props["transpose_backward"]))
     geometry = Geometry.from_json(first_props["geometry"])
     if geometry.ndim == len(cropped) - 1:  # a 2D image, carried as (1, Y, X)

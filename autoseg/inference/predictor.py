@@ -32,8 +32,8 @@ from autoseg.contracts.plans import Plans
 from autoseg.data.cascade import one_hot_previous
 from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
-from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
 from autoseg.inference.model import TrainedConfiguration, _folds_of, load_fold_network
+from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
@@ -250,7 +250,11 @@ class ConfigurationPredictor:
         logits = self.logits(data)
         if logits.numel() * 4 <= COMPACT_ABOVE_BYTES or self.plans.labels.has_regions:
             return logits.numpy(), properties, False
-        log.info("holding %s logits %s as shifted float16 until exported", properties.get("case"), tuple(logits.shape))
+        log.info(
+            "holding %s logits %s as shifted float16 until exported",
+            properties.get("case"),
+            tuple(logits.shape),
+        )
         return compact_logits(logits), properties, False
 
     def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:

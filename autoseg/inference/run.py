@@ -243,17 +243,30 @@ def _probabilities(
     """Per configuration the network's output and the case's properties, the uncertainty maps when asked,
     and whether the outputs are probabilities (False: float16 logits for the streaming exporter)."""
     if maps_writer is None and not keep_probabilities:  # the streaming exporter: float16 logits
-        outputs = [p.compact_output(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)]
+        outputs = [
+            p.compact_output(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
+        ]
         if len({activated for _, _, activated in outputs}) > 1:  # mixed: activate all (rare)
-            return [
-                (a if done else p.plans.labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(), props)
-                for p, (a, props, done) in zip(predictors, outputs, strict=True)
-            ], None, True
+            return (
+                [
+                    (
+                        a
+                        if done
+                        else p.plans.labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(),
+                        props,
+                    )
+                    for p, (a, props, done) in zip(predictors, outputs, strict=True)
+                ],
+                None,
+                True,
+            )
         return [(a, props) for a, props, _ in outputs], None, outputs[0][2]
     if maps_writer is None:
-        return [
-            p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
-        ], None, True
+        return (
+            [p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)],
+            None,
+            True,
+        )
     both = [maps_writer.logits_and_maps(p, data) for p, (data, _) in zip(predictors, prepared, strict=True)]
     probs = [
         (p.plans.labels.activate(lg).numpy(), props)

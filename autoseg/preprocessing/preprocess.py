@@ -35,9 +35,9 @@ from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_f
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.steps import denoise
 from autoseg.preprocessing.storage import is_case_complete, save_case
+from autoseg.preprocessing.workers import case_memory_bytes, workers_that_fit
 from autoseg.utils.faults import reached
 from autoseg.utils.files import remove_stale_temporaries
-from autoseg.preprocessing.workers import case_memory_bytes, workers_that_fit
 from autoseg.utils.parallel import default_num_workers, parallel_map
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,9 @@ def preprocess_dataset(
         ignore_label=ignore,
     )
     requested = default_num_workers() if num_workers is None else int(num_workers)
-    workers = workers_that_fit(requested, _case_bytes(plans, configuration, todo), f"preprocess {configuration}")
+    workers = workers_that_fit(
+        requested, _case_bytes(plans, configuration, todo), f"preprocess {configuration}"
+    )
     results = parallel_map(work, todo, num_workers=workers, desc=f"preprocess {configuration}")
     problems = [p for r in results for p in r["problems"]]
     for p in problems:

@@ -46,7 +46,16 @@ def test_nnunet_path_gets_every_argument_it_reads() -> None:
 
 def test_autoseg_side_runs_and_reports_memory(tmp_path: Path) -> None:
     out, result = tmp_path / "work", tmp_path / "result.json"
-    cmd = [sys.executable, str(BENCH / "bench_predict_memory.py"), "--only", "autoseg", "--shape", "20", "64", "64"]
+    cmd = [
+        sys.executable,
+        str(BENCH / "bench_predict_memory.py"),
+        "--only",
+        "autoseg",
+        "--shape",
+        "20",
+        "64",
+        "64",
+    ]
     cmd += ["--classes", "6", "--train-shape", "16", "32", "32", "--train-iterations", "1", "--threads", "1"]
     cmd += ["--out", str(out), "--json-out", str(result), "--mem-interval", "0.05"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

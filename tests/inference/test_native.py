@@ -18,7 +18,7 @@ from autoseg.preprocessing.preprocess import revert_preprocessing
 def properties(
     network: tuple[int, ...], cropped: tuple[int, ...], full: tuple[int, ...], transpose: list[int]
 ) -> dict[str, Any]:
-    """A case's properties: cropped to ``cropped`` inside ``full`` (transposed grid), network grid ``network``."""
+    """A case's properties: cropped to ``cropped`` inside ``full`` (transposed), network grid ``network``."""
     backward = [int(a) for a in np.argsort(transpose)]
     spacing = [1.0 * c / n for c, n in zip(network, cropped, strict=True)]  # native mm when the target is 1
     start = [(f - c) // 2 for f, c in zip(full, cropped, strict=True)]
@@ -43,7 +43,9 @@ def smooth_logits(num_classes: int, shape: tuple[int, ...], seed: int, width: in
     """Logits with class regions of some extent (a blurred random field), so argmax has boundaries."""
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((1, num_classes, *shape), generator=generator)
-    blurred = torch.nn.functional.avg_pool3d(noise, width, stride=1, padding=width // 2, count_include_pad=False)
+    blurred = torch.nn.functional.avg_pool3d(
+        noise, width, stride=1, padding=width // 2, count_include_pad=False
+    )
     return (blurred[0] * 8).numpy()
 
 
@@ -51,7 +53,9 @@ def reference(members: list[tuple[np.ndarray, dict]], labels: LabelManager) -> n
     """Today's whole-array path: probabilities reverted to the native grid, averaged, argmax."""
     regions = labels.has_regions
     native = [
-        revert_preprocessing(labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(), p, regions=regions)
+        revert_preprocessing(
+            labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(), p, regions=regions
+        )
         for a, p in members
     ]
     return labels.segmentation(np.mean(native, axis=0))

@@ -5,8 +5,8 @@ Each measurement runs in a fresh subprocess: it builds network-grid logits (60, 
 case's properties, records ``ru_maxrss``, exports the mask as ``autoseg predict`` does
 (:func:`autoseg.inference.writer.export_prediction`) and reports how far the peak rose. The native
 probabilities alone are 60 x 64 x 160 x 160 float32 = 375 MiB (the whole-array path makes several
-such arrays); the slab-by-slab export needs a 64 MiB slab, its intermediates and what the allocator keeps (~200 MiB). Peak numbers
-for the full-size case are in benchmarks/RESULTS.md (bench_predict_memory.py).
+such arrays); the slab-by-slab export needs a 64 MiB slab, its intermediates and what the allocator
+keeps (~200 MiB). Peak numbers for the full-size case: benchmarks/RESULTS.md (bench_predict_memory.py).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def case(network, native):
 keep, out = sys.argv[2] == "keep", Path(sys.argv[1])
 # a small case first: one-time costs (lazy imports, BLAS and allocator set-up) are not per-case memory
 small, geometry = case((4, 8, 8), (8, 16, 16))
-export_prediction("small", ".nii.gz", small, geometry, out, keep_probabilities=keep, labels=labels, activated=False)
+export_prediction("small", ".nii.gz", small, geometry, out, keep_probabilities=keep, labels=labels,
+                  activated=False)
 members, geometry = case((32, 80, 80), (64, 160, 160))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 seg, files = export_prediction("big", ".nii.gz", members, geometry, out,
@@ -63,7 +64,11 @@ def measure(tmp_path: Path, mode: str) -> dict:
     out = tmp_path / mode
     out.mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out), mode], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", SCRIPT, str(out), mode],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
