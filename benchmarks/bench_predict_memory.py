@@ -201,7 +201,7 @@ def autoseg_side(args: argparse.Namespace, model: Path, case: Path, out: Path, e
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     out = args.out.resolve()
     shutil.rmtree(out, ignore_errors=True)
