@@ -61,7 +61,8 @@ def child_argv(
         argv += ["--plans-name", args.plans_name]
     argv += ["--resume"] if args.resume else []
     argv += ["--val-only"] if args.val_only else []
-    return argv + list(args.overrides or [])
+    # launcher.* overrides configure the launcher, not the training
+    return argv + [o for o in args.overrides or [] if not o.startswith(("launcher.", "launcher="))]
 
 
 def _launch_device(args: argparse.Namespace, what: str) -> str:

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoseg.commands.common import compose_config, dataset_folders, dataset_root
+from autoseg.commands.common import compose_config, dataset_folders, dataset_root, launcher_settings
 from autoseg.commands.launch import (
     FoldJob,
     Slot,
@@ -220,15 +220,13 @@ def train_all_folds(args: argparse.Namespace) -> int:
     cfg = compose_config(args, [f"trainer={args.trainer}", f"launcher={args.launcher}"])
     trainer = trainer_config(cfg)  # a bad override fails here, not in every job
     if args.launcher == "slurm":
-        from omegaconf import OmegaConf
-
         from autoseg.sweep.slurm import SlurmConfig, run_slurm
 
         if args.gpus is not None or args.parallel is not None:
             raise ValueError(
                 "--gpus and --parallel are for --launcher local; SLURM jobs ask for launcher.gpus_per_job"
             )
-        settings = {k: v for k, v in OmegaConf.to_container(cfg.launcher).items() if k != "name"}  # type: ignore[union-attr]
+        settings = launcher_settings(cfg)
         slurm = SlurmConfig.from_mapping(settings)
         jobs_cpus = max(0, min(slurm.cpus_per_job - 1, 12))
         workers = [] if trainer.num_workers is not None else [f"trainer.num_workers={jobs_cpus}"]
