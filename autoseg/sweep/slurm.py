@@ -162,19 +162,17 @@ class TrainingCall:
     def checkpoint(self) -> Any:
         """Called by submitit on USR2 (time limit, preemption): stop the child, requeue this call.
 
-        The training checkpoints every epoch atomically, so the requeued job resumes from the last
-        finished epoch (:meth:`command` adds ``--resume``).
+        The training checkpoints every epoch atomically (an interrupted write leaves the previous
+        file), so the requeued job resumes from the last finished epoch (:meth:`command` adds
+        ``--resume``).
         """
         import submitit
 
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Only signal the child: this handler interrupted Popen.wait(), which holds the Popen's lock,
+        # so waiting here would deadlock. The requeue that follows ends the job's processes anyway.
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGTERM)
         return submitit.helpers.DelayedSubmission(TrainingCall(self.argv, self.output, self.env))
 
 
