@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "autoseg"
 LAYERS = (
     ("__main__", "cli"),
     ("commands",),
+    ("sweep",),  # launchers and sweeps: above training, below the commands that compose the config
     ("config",),  # hydra, at the edge: only the commands compose the config
     ("training",),
     ("inference",),
