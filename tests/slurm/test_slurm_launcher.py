@@ -5,13 +5,14 @@ checkpoint, and ending with the weights of an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from autoseg.cli import main
 from autoseg.sweep.slurm import SlurmConfig
 from tests.slurm.helpers import autoseg_process, planned_dataset, squeue, wait_for
 
@@ -46,10 +47,24 @@ def _requeue_now(job_id: str) -> str:
 
 def test_slurm_all_folds_survives_a_signal(slurm_cluster, tmp_path):
     raw, roots = planned_dataset(tmp_path, 941, seed=3)
-    # the reference: fold 0 trained here without interruption
+    # the reference: fold 0 trained without interruption, with the job's threads (1 CPU): another
+    # number of threads sums in another order, and the weights would differ in the last bits
     reference = tmp_path / "reference"
-    command = ["train", str(raw), "3d_fullres", "0", "--device", "cpu", roots[0]]
-    assert main([*command, f"paths.results={reference}", *SCHEDULE]) == 0
+    command = [
+        "train",
+        str(raw),
+        "3d_fullres",
+        "0",
+        "--device",
+        "cpu",
+        roots[0],
+        f"paths.results={reference}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "autoseg", *command, *SCHEDULE], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
     argv = ["train", str(raw), "3d_fullres", "all-folds", "--launcher", "slurm", *roots, *SCHEDULE, *SLURM]
     log = tmp_path / "autoseg.log"
