@@ -3,7 +3,7 @@
 Not a command module: :mod:`autoseg.commands.train` imports from it.
 
 - ``--gpus``: :func:`parse_gpus` and :func:`child_argv`, which the torchrun relaunch and the
-  all-folds queue share, and the device launched processes get (:func:`_launch_device`);
+  all-folds queue share, and the device launched processes get (:func:`launch_device`);
 - ``all-folds``: the launchers themselves live in :mod:`autoseg.sweep` (the local queue in
   :mod:`autoseg.sweep.local`, SLURM in :mod:`autoseg.sweep.slurm`); their names are re-exported here.
 """
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 
-from autoseg.sweep.jobs import FoldJob, mean_dice, summary_table, write_summary
+from autoseg.sweep.jobs import FoldJob, fold_mean_dice, summary_table, write_summary
 from autoseg.sweep.local import Slot, run_queue, terminate_on_sigterm
 
 __all__ = [
     "FoldJob",
     "Slot",
     "child_argv",
-    "mean_dice",
+    "fold_mean_dice",
     "parse_gpus",
     "run_queue",
     "summary_table",
@@ -65,7 +65,7 @@ def child_argv(
     return argv + [o for o in args.overrides or [] if not o.startswith(("launcher.", "launcher="))]
 
 
-def _launch_device(args: argparse.Namespace, what: str) -> str:
+def launch_device(args: argparse.Namespace, what: str) -> str:
     """The ``--device`` of launched processes: cpu, or cuda (each picks its GPU)."""
     import torch
 

@@ -39,7 +39,7 @@ def _launcher(args: argparse.Namespace, spec: Any) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from autoseg.config import Paths
+    from autoseg.commands.config import Paths
     from autoseg.io.dataset import resolve_dataset
     from autoseg.sweep.run import Roots, run_sweep
     from autoseg.sweep.spec import read_sweep

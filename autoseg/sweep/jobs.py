@@ -9,7 +9,7 @@ from pathlib import Path
 
 from autoseg.utils.files import write_json
 
-__all__ = ["FoldJob", "mean_dice", "summary_table", "write_summary"]
+__all__ = ["FoldJob", "fold_mean_dice", "summary_table", "write_summary"]
 
 
 @dataclass
@@ -30,7 +30,7 @@ class FoldJob:
     mean_dice: float | None = None
 
 
-def mean_dice(output: Path) -> float | None:
+def fold_mean_dice(output: Path) -> float | None:
     """The mean over labels of ``validation/summary.json``'s ``mean``, None without one."""
     path = output / "validation" / "summary.json"
     try:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from autoseg.sweep.jobs import FoldJob, mean_dice
+from autoseg.sweep.jobs import FoldJob, fold_mean_dice
 
 __all__ = ["Slot", "run_queue", "terminate_on_sigterm"]
 
@@ -76,7 +76,7 @@ def _ended(run: _Running) -> None:
     run.log.close()
     job = run.job
     job.exit_code, job.seconds = run.process.returncode, time.perf_counter() - run.start
-    job.mean_dice = mean_dice(job.output) if job.exit_code == 0 else None
+    job.mean_dice = fold_mean_dice(job.output) if job.exit_code == 0 else None
     state = "done" if job.exit_code == 0 else f"FAILED (exit {job.exit_code})"
     print(f"{state}: {job.configuration} fold {job.fold} after {job.seconds:.0f} s", flush=True)
 

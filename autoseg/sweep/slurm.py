@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from autoseg.sweep.jobs import FoldJob, mean_dice
+from autoseg.sweep.jobs import FoldJob, fold_mean_dice
 
 __all__ = ["SlurmConfig", "TrainingCall", "queue_states", "run_slurm"]
 
@@ -236,7 +236,7 @@ def _finish(entry: _Submitted, state: str | None) -> None:
     job.seconds = time.perf_counter() - entry.start
     error = _outcome(entry.handle, state)
     job.exit_code = 0 if error is None else 1
-    job.mean_dice = mean_dice(job.output) if error is None else None
+    job.mean_dice = fold_mean_dice(job.output) if error is None else None
     verdict = "done" if error is None else f"FAILED ({error})"
     print(f"{verdict}: {job.configuration} fold {job.fold} after {job.seconds:.0f} s", flush=True)
 

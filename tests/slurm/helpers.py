@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autoseg.cli import main
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 
 def squeue(*args: str) -> str:

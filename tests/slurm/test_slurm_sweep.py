@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from autoseg.cli import main
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 TRAINING = [
     "trainer.epochs=2",
