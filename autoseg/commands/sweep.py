@@ -12,6 +12,7 @@ missing or failed trainings are submitted. The file's keys are described in :mod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = read_sweep(Path(args.sweep))
     cfg, launcher = _launcher(args, spec)
+    if "mlflow_experiment" in cfg.trainer:  # MLflow groups the sweep's runs (the file's overrides win)
+        spec = dataclasses.replace(
+            spec, overrides=(f"trainer.mlflow_experiment=sweep-{spec.name}", *spec.overrides)
+        )
     paths = Paths.from_config(cfg)
     datasets = [resolve_dataset(d, paths.raw) for d in spec.datasets]
     roots = Roots(paths.raw, paths.require("preprocessed"), paths.require("results"))

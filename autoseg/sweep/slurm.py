@@ -247,7 +247,7 @@ def run_slurm(jobs: Sequence[FoldJob], config: SlurmConfig, name: str = "autoseg
     Interrupting the wait (Ctrl-C, SIGTERM) cancels the jobs still queued or running.
     """
     active = [_submit(job, config, f"{name}-{job.configuration}-fold{job.fold}") for job in jobs]
-    grace_s = 30.0  # a job gone from the queue may still be writing its result file
+    grace_s = 30.0  # a job gone from the queue may still be writing its result file, or be requeued
     try:
         while active:
             time.sleep(config.poll_s)
@@ -258,10 +258,13 @@ def run_slurm(jobs: Sequence[FoldJob], config: SlurmConfig, name: str = "autoseg
                     active.remove(entry)
                     _finish(entry, state)
                 elif state is None or state in ENDED:
+                    # ended for good only when it stays so: a requeued job passes through such states
                     entry.gone_since = entry.gone_since or time.perf_counter()
                     if time.perf_counter() - entry.gone_since > grace_s:
                         active.remove(entry)
                         _finish(entry, state)
+                else:
+                    entry.gone_since = None
     except (KeyboardInterrupt, SystemExit):
         for entry in active:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
