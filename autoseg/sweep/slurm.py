@@ -152,7 +152,13 @@ class TrainingCall:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_ignore_usr2,  # SLURM signals the whole step: USR2 is for submitit, here
             )
-            code = self._process.wait()
+            try:
+                code = self._process.wait()
+            except subprocess.CalledProcessError as err:  # raised by submitit's USR2 handler in here
+                if list(err.cmd[:2]) == ["scontrol", "requeue"] and err.returncode == -signal.SIGTERM:
+                    # the requeue went through: SLURM ended this run (and scontrol) to restart it
+                    raise SystemExit(-1) from err
+                raise
         if code == -signal.SIGTERM:
             time.sleep(60)  # SLURM is stopping the job: its SIGKILL comes first, and no result is written
         if code != 0:
@@ -254,11 +260,13 @@ def run_slurm(jobs: Sequence[FoldJob], config: SlurmConfig, name: str = "autoseg
             states = queue_states([a.handle.job_id for a in active])
             for entry in list(active):
                 state = states.get(entry.handle.job_id)
-                if entry.handle.paths.result_pickle.exists():
+                if _outcome(entry.handle, state) is None:  # success is final
                     active.remove(entry)
                     _finish(entry, state)
                 elif state is None or state in ENDED:
-                    # ended for good only when it stays so: a requeued job passes through such states
+                    # an error counts once the job stays out of the queue: a requeued job passes through
+                    # such states, and its run before the requeue may have left an error (submitit's
+                    # `scontrol requeue` can be killed by the requeue it asked for)
                     entry.gone_since = entry.gone_since or time.perf_counter()
                     if time.perf_counter() - entry.gone_since > grace_s:
                         active.remove(entry)
