@@ -203,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--license",
         default="other",
         metavar="ID",
-        help="--hub: the license identifier in README.md's header (e.g. apache-2.0, cc-by-4.0; default other)",
+        help="--hub: the license id in README.md's header (e.g. apache-2.0, cc-by-4.0; default other)",
     )
     p.add_argument("overrides", nargs="*", help="hydra overrides, e.g. paths.results=/data/results")
     p.set_defaults(func=cmd_export)

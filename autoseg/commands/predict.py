@@ -183,8 +183,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-m",
         "--model",
         required=True,
-        help="results folder of a dataset, an exported model (.zip/folder), https://.../model.zip#sha256=HEX, "
-        "or hf://OWNER/NAME[@REVISION] (downloads cached in $AUTOSEG_CACHE, default ~/.cache/autoseg)",
+        help="results folder of a dataset, an exported model (.zip/folder), "
+        "https://.../model.zip#sha256=HEX, or hf://OWNER/NAME[@REVISION] (downloads cached in "
+        "$AUTOSEG_CACHE, default ~/.cache/autoseg)",
     )
     p.add_argument(
         "-c", "--configurations", nargs="+", default=None, help="configuration(s); two are ensembled"

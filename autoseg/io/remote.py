@@ -185,7 +185,11 @@ def _from_hub(source: str) -> Path:
     repo, revision = _parse_hub(source)
     try:
         import huggingface_hub
-        from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+        from huggingface_hub.errors import (
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
     except ImportError:
         raise RemoteSourceError(
             f"{source}: hf:// models need huggingface_hub: pip install 'autoseg[hub]'"
@@ -206,8 +210,8 @@ def _from_hub(source: str) -> Path:
         ) from None
     except LocalEntryNotFoundError:
         raise RemoteSourceError(
-            f"{source} is not in the cache ({cache_root() / 'hf'}) and {where} cannot be reached or downloads "
-            "are off (HF_HUB_OFFLINE / AUTOSEG_OFFLINE): run once with the network"
+            f"{source} is not in the cache ({cache_root() / 'hf'}) and {where} cannot be reached or "
+            "downloads are off (HF_HUB_OFFLINE / AUTOSEG_OFFLINE): run once with the network"
         ) from None
     except (OSError, huggingface_hub.errors.HfHubHTTPError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
@@ -223,7 +227,9 @@ def _hub_model(folder: Path, source: str) -> Path:
     if not archive.is_file():
         if (folder / "model.json").is_file():
             return folder
-        raise RemoteSourceError(f"{source}: the repository has neither {ARCHIVE} nor model.json; not an autoseg model")
+        raise RemoteSourceError(
+            f"{source}: the repository has neither {ARCHIVE} nor model.json; not an autoseg model"
+        )
     actual = file_sha256(archive)
     blob = archive.resolve().name  # the hub cache names a blob by its ETag: an LFS file's sha256
     if _SHA256.match(blob) and blob != actual:

@@ -53,6 +53,7 @@ from autoseg.training.optim import build_optimizer
 from autoseg.training.placement import AugmentPlacement
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
+from autoseg.training.tracking import open_tracker, tracked
 from autoseg.utils.device import pick_device as pick_device  # re-exported
 
 log = logging.getLogger("autoseg.train")
@@ -354,13 +355,15 @@ def _train_fold(
     parts = build_parts(spec, cfg, device, state.epoch, distributed)
     if checkpoint is not None:
         restore_parts(parts, checkpoint)
-    run_log = None
+    run_log, tracker = None, None
     state.augment_on = AugmentPlacement.initial(cfg.augment_on, device, state.augment_on)
+    names = list(spec.plans.labels.output_names)[-len(parts.labels) :]
     if main:
-        run_log = RunLog(spec.output, list(spec.plans.labels.output_names)[-len(parts.labels) :])
+        run_log = RunLog(spec.output, names, tensorboard="tensorboard" in cfg.loggers)
         write_run_info(
             spec, cfg, device, config or {}, {**precision(parts, cfg), "augment_on": state.augment_on}
         )
+        tracker = open_tracker(spec, cfg, config or {}, names, resume)
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):
         say(line)
@@ -373,13 +376,16 @@ def _train_fold(
     callbacks: list[Callback] = [placement]
     if run_log is not None:
         callbacks += [lambda s, r: run_log.epoch(r, s.history), Checkpointer(parts, spec, cfg)]
+    if tracker is not None:
+        callbacks.append(lambda s, r: tracker.epoch(r))
     callbacks += [early_stop(cfg, say), *extra_callbacks]
-    try:
-        run_training(parts, cfg, state, callbacks)
-    finally:
-        if run_log is not None:
-            run_log.close()
-    barrier(distributed)  # every rank is done with its collectives; rank 0 goes on alone
-    if main:
-        _finish(parts, state, spec, cfg, say)
+    with tracked(tracker):
+        try:
+            run_training(parts, cfg, state, callbacks)
+        finally:
+            if run_log is not None:
+                run_log.close()
+        barrier(distributed)  # every rank is done with its collectives; rank 0 goes on alone
+        if main:
+            _finish(parts, state, spec, cfg, say)
     return state

@@ -23,24 +23,27 @@ asking for the logger without it fails before training with that command.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autoseg.training.config import TrainerConfig
 from autoseg.training.spec import FoldSpec
 from autoseg.utils.files import write_json
 
-__all__ = ["LOGGERS", "MlflowTracker", "experiment_overrides", "git_commit", "tracking_uri"]
+__all__ = ["MlflowTracker", "experiment_overrides", "git_commit", "open_tracker", "tracked", "tracking_uri"]
 
-LOGGERS = ("tensorboard", "mlflow")
 RUN_FILE = "mlflow_run.json"
 _PARAM_VALUE_MAX = 500  # MLflow's smallest limit across its stores
 _BATCH = 100  # params per log_batch call (MLflow's limit)
 _UNSAFE = re.compile(r"[^\w\-./ ]")
+log = logging.getLogger("autoseg.train")
 
 _METRICS = {
     "train_loss": "loss/train",
@@ -209,3 +212,43 @@ class MlflowTracker:
         if summary.is_file():
             self.client.log_artifact(self.run_id, str(summary), artifact_path="validation")
         self.client.set_terminated(self.run_id, status=status)
+
+
+def open_tracker(
+    spec: FoldSpec,
+    cfg: TrainerConfig,
+    config: Mapping[str, Any],
+    label_names: Sequence[str],
+    resume: bool,
+) -> MlflowTracker | None:
+    """The fold's MLflow run when ``cfg.loggers`` has ``mlflow``, else None.
+
+    The default store is ``<results>/mlruns``; ``spec.output`` is ``<results>/<dataset>/<plans>/<config>/
+    fold_<k>``.
+    """
+    if "mlflow" not in cfg.loggers:
+        return None
+    uri = tracking_uri(cfg.mlflow_tracking_uri, spec.output.parents[3])
+    tracker = MlflowTracker(spec, uri, cfg.mlflow_experiment, config, list(label_names), resume)
+    log.info("MLflow: experiment %r, run %s at %s", tracker.experiment, tracker.run_id, uri)
+    return tracker
+
+
+@contextmanager
+def tracked(tracker: MlflowTracker | None) -> Iterator[None]:
+    """Close ``tracker``'s run after the block: FINISHED, FAILED after an exception, KILLED after Ctrl-C.
+
+    A failure of the store while closing after an error is logged, so it does not hide that error.
+    """
+    if tracker is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException as err:
+        try:
+            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        except Exception as close_error:
+            log.warning("MLflow: could not close run %s: %s", tracker.run_id, close_error)
+        raise
+    tracker.finish("FINISHED")

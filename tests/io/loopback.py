@@ -123,7 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         repo, commit = found
         if filename not in repo.files:
-            self._json(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit})
+            self._json(
+                404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}
+            )
             return
         data = repo.files[filename]
         headers = {"X-Repo-Commit": commit, "ETag": f'"{_git_blob_id(data)}"'}
@@ -157,4 +159,6 @@ def serve(content: Content) -> Iterator[str]:
 
 def folder_files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by its relative path (a hub folder written by export-model --hub)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }

@@ -75,10 +75,10 @@ def test_url_download_checksum_failure_and_offline_reuse(cache, monkeypatch):
     monkeypatch.setenv("AUTOSEG_OFFLINE", "1")
     assert resolve_source(f"{url}#sha256={sha}") == path
     other = hashlib.sha256(b"x").hexdigest()
-    with pytest.raises(RemoteSourceError, match="not in the cache .* downloads are off"):
+    with pytest.raises(RemoteSourceError, match=r"not in the cache .* downloads are off"):
         resolve_source(f"{url}#sha256={other}")
     monkeypatch.delenv("AUTOSEG_OFFLINE")
-    with pytest.raises(RemoteSourceError, match="cannot download .* check the network"):
+    with pytest.raises(RemoteSourceError, match=r"cannot download .* check the network"):
         resolve_source(f"{url}#sha256={other}")
     path.write_bytes(b"damaged")  # a damaged cache entry is not used
     with pytest.raises(RemoteSourceError, match="cannot download"):
@@ -114,7 +114,7 @@ def test_hub_snapshot_revision_offline_reuse_and_errors(cache, monkeypatch):
             resolve_source("hf://lab/easy@v9")
         with pytest.raises(RemoteSourceError, match=r"model.zip has sha256 .* but the repository's"):
             resolve_source("hf://lab/tampered")
-        with pytest.raises(RemoteSourceError, match="but the hub's ETag says .* removed from the cache"):
+        with pytest.raises(RemoteSourceError, match=r"but the hub's ETag says .* removed from the cache"):
             resolve_source("hf://lab/corrupt")
         content.repos["lab/corrupt"].served.clear()  # the hub serves the right bytes again: a retry works
         assert resolve_source("hf://lab/corrupt").read_bytes() == data
@@ -124,5 +124,5 @@ def test_hub_snapshot_revision_offline_reuse_and_errors(cache, monkeypatch):
         resolve_source("hf://lab/other")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_source("hf://lab/easy@v1") == path
-    with pytest.raises(RemoteSourceError, match="not in the cache .* run once with the network"):
+    with pytest.raises(RemoteSourceError, match=r"not in the cache .* run once with the network"):
         resolve_source("hf://lab/other")
