@@ -11,7 +11,11 @@ One MLflow run per fold, written by rank 0:
   summary.json when written.
 
 Where runs go: ``trainer.mlflow_tracking_uri`` if set, else ``MLFLOW_TRACKING_URI``, else a local
-file store ``<results>/mlruns`` (``mlflow ui --backend-store-uri <results>/mlruns``). The experiment
+file store ``<results>/mlruns`` (``mlflow ui --backend-store-uri <results>/mlruns``). MLflow 3 keeps
+its file store in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``: autoseg
+sets that (unless you set it yourself) for a ``file:`` store only, which needs no database and is safe
+when several folds write at once. For a database or a tracking server give its URI
+(``sqlite:///path/mlflow.db`` needs the full ``pip install mlflow``; ``http://host:5000``). The experiment
 is ``trainer.mlflow_experiment`` if set, else the dataset's name; a sweep groups its runs by
 passing :func:`experiment_overrides`. A resumed fold continues its MLflow run (the run id is kept in
 ``<fold>/mlflow_run.json``).
@@ -145,6 +149,8 @@ class MlflowTracker:
         resume: bool = False,
     ) -> None:
         client_class = _import_mlflow()
+        if uri.startswith("file:"):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # module docstring
         self.folder = spec.output
         self.uri = uri
         self.client = client_class(tracking_uri=uri)
