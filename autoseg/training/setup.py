@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -32,7 +33,14 @@ from autoseg.data.sampling import PatchSampler
 from autoseg.nets.factory import build_network, deep_supervision_weights
 from autoseg.training.config import TrainerConfig
 from autoseg.training.device_batches import augment_on_device
-from autoseg.training.distributed import DistributedContext, barrier, batch_share, describe_split, wrap_ddp
+from autoseg.training.distributed import (
+    DistributedContext,
+    barrier,
+    batch_share,
+    describe_split,
+    from_main,
+    wrap_ddp,
+)
 from autoseg.training.fold_io import (
     Checkpointer,
     _finish,
@@ -55,6 +63,7 @@ from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
 from autoseg.training.tracking import open_tracker, tracked
 from autoseg.utils.device import pick_device as pick_device  # re-exported
+from autoseg.utils.files import write_json
 
 log = logging.getLogger("autoseg.train")
 
@@ -300,6 +309,32 @@ def _placement(
     placement.start(state, state.augment_on)
     say(f"augmentation on the {state.augment_on['used']} ({state.augment_on['reason']})")
     return placement
+
+
+ELASTIC_RUN = "elastic_run.json"
+
+
+def resume_after_restart(spec: FoldSpec, distributed: DistributedContext, resume: bool) -> bool:
+    """Whether to resume: ``resume``, or under ``torchrun --max-restarts N`` whether this job (its
+    ``--rdzv-id``) already wrote the fold's checkpoint_latest.pt, i.e. torchrun restarted its workers.
+
+    Rank 0 decides and tells every rank (call it inside the process group). It records the run id in
+    ``<fold>/elastic_run.json`` when the job starts fresh, so a new job with another run id still
+    starts over, and a restart before the first checkpoint starts over too. torchrun's restart count
+    is not used: it counts only the failures of each node's own workers.
+    """
+    if resume or distributed.elastic_run_id is None:
+        return resume
+    found = False
+    if distributed.is_main:
+        marker, latest = spec.output / ELASTIC_RUN, spec.output / "checkpoint_latest.pt"
+        saved = json.loads(marker.read_text()).get("run_id") if marker.is_file() else None
+        found = saved == distributed.elastic_run_id and latest.is_file()
+        if found:
+            log.warning("torchrun restarted job %s: resuming from %s", saved, latest)
+        else:
+            write_json(marker, {"run_id": distributed.elastic_run_id})
+    return from_main(found, distributed)
 
 
 def train_fold(

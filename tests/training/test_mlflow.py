@@ -22,8 +22,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 CFG = TrainerConfig(
     epochs=3,
-    iterations_per_epoch=3,
+    iterations_per_epoch=2,
     val_iterations=1,
+    patch_size=(16, 16, 16),
+    batch_size=2,
     num_workers=0,
     amp=False,
     deterministic=True,
@@ -39,7 +41,7 @@ def _spec(easy_task: tuple[Path, dict], results: Path) -> FoldSpec:
     return replace(spec, output=results / spec.plans.dataset_name / "default" / "3d_fullres" / "fold_0")
 
 
-class Stop(Exception):
+class StopError(Exception):
     pass
 
 
@@ -51,9 +53,9 @@ def test_training_run_read_back_through_mlflow_and_resume_continues_it(easy_task
 
     def stop_after_epoch_1(state, record):
         if state.epoch == 2:
-            raise Stop
+            raise StopError
 
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         train_fold(spec, CFG, torch.device("cpu"), config=config, extra_callbacks=(stop_after_epoch_1,))
     client = MlflowClient(tracking_uri=(results / "mlruns").as_uri())
     experiment = client.get_experiment_by_name(spec.plans.dataset_name)
@@ -96,8 +98,11 @@ def test_store_and_experiment_from_config_or_environment(easy_task, tmp_path, mo
     assert tracking_uri(None, tmp_path, {}) == (tmp_path / "mlruns").as_uri()
     assert experiment_overrides("sweep-1") == ["trainer.mlflow_experiment=sweep-1"]
     cfg = TrainerConfig.from_mapping(
-        {"epochs": 1, "loggers": ["mlflow"], **dict(o.removeprefix("trainer.").split("=") for o in
-                                                    experiment_overrides("sweep-1"))}
+        {
+            "epochs": 1,
+            "loggers": ["mlflow"],
+            **dict(o.removeprefix("trainer.").split("=") for o in experiment_overrides("sweep-1")),
+        }
     )
     assert cfg.mlflow_experiment == "sweep-1" and cfg.loggers == ("mlflow",)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env_store)
@@ -111,7 +116,9 @@ def test_store_and_experiment_from_config_or_environment(easy_task, tmp_path, mo
 
 
 def test_bad_logger_and_missing_mlflow_are_clear_errors(easy_task, tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"loggers=\['wandb'\] must be distinct names among tensorboard, mlflow"):
+    with pytest.raises(
+        ValueError, match=r"loggers=\['wandb'\] must be distinct names among tensorboard, mlflow"
+    ):
         TrainerConfig(loggers=("wandb",))
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
     spec = _spec(easy_task, tmp_path / "results")
