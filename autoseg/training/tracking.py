@@ -156,8 +156,7 @@ class MlflowTracker:
         self.client = client_class(tracking_uri=uri)
         self.experiment = experiment or spec.plans.dataset_name
         self.label_names = label_names
-        found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        experiment_id = self._experiment_id()
         previous = self._previous_run(uri) if resume else None
         if previous is not None:
             self.run_id = previous
@@ -176,6 +175,21 @@ class MlflowTracker:
         self.run_id = run.info.run_id
         write_json(self.folder / RUN_FILE, {"run_id": self.run_id, "tracking_uri": uri})
         self._log_params(_flatten(config))
+
+    def _experiment_id(self) -> str:
+        """The experiment's id, created when missing (by another fold at the same time: then found)."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(self.experiment))
+        except MlflowException:  # created meanwhile by a parallel fold
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return str(found.experiment_id)
 
     def _previous_run(self, uri: str) -> str | None:
         """The run id of the interrupted run, when it was tracked at the same URI and still exists."""
