@@ -2,7 +2,7 @@
 
 The folder holds::
 
-    model.zip           the archive (:mod:`autoseg.inference.export`)
+    model.zip           the archive (:mod:`autoseg.export.archive`)
     model.zip.sha256    its checksum, as ``sha256sum`` writes it
     README.md           the model card with the hub's YAML metadata header (labels, channels,
                         spacing, cross-validation metrics, license) above the card for people
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from autoseg.inference.model_card import render_markdown
+from autoseg.export.model_card import render_markdown
 from autoseg.utils.files import atomic_path
 
 __all__ = ["hub_metadata", "write_hub_folder"]
