@@ -14,6 +14,7 @@ from autoseg.io.images import read_image
 from tests.io.loopback import Content, HubRepo, folder_files, serve
 
 CASES = ("case_000", "case_001", "case_002")
+FAST = ["--no-tta", "-f", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,7 @@ def local_prediction(trained: dict[str, Path], tmp_path_factory: pytest.TempPath
 
 
 def _predict(trained: dict[str, Path], source: str, out: Path) -> int:
-    return main(
-        ["predict", "-i", str(trained["heldout"] / "imagesTr"), "-o", str(out), "-m", source, "--no-tta"]
-    )
+    return main(["predict", "-i", str(trained["heldout"] / "imagesTr"), "-o", str(out), "-m", source, *FAST])
 
 
 def _same(a: Path, b: Path) -> None:
