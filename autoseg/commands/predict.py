@@ -38,6 +38,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from autoseg.inference.model import fold_names, open_model
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
+    from autoseg.io.remote import is_remote, resolve_source
     from autoseg.utils.device import pick_device
 
     device = pick_device(args.device)
@@ -52,7 +53,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     output = Path(args.output)
     check_output_folder(output)
-    with open_model(args.model, args.plans_name) as model:
+    source = resolve_source(args.model)  # a URL or hf:// model: downloaded (or found in the cache), verified
+    if is_remote(args.model):
+        print(f"model {args.model}: {source}")
+    with open_model(source, args.plans_name) as model:
         card = read_model_card(model.root)
         if card is not None:
             print(card_summary(card))
@@ -70,7 +74,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ]
         writers = _writers(args, predictors[0].plans.labels)
         record = {
-            "model": Path(args.model).name,
+            "model": args.model if is_remote(args.model) else Path(args.model).name,
             "plans_name": model.plans_name,
             "input": str(args.input),
             "device": str(device),
@@ -176,7 +180,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument(
-        "-m", "--model", required=True, help="results folder of a dataset, or an exported model (.zip/folder)"
+        "-m",
+        "--model",
+        required=True,
+        help="results folder of a dataset, an exported model (.zip/folder), "
+        "https://.../model.zip#sha256=HEX, or hf://OWNER/NAME[@REVISION] (downloads cached in "
+        "$AUTOSEG_CACHE, default ~/.cache/autoseg)",
     )
     p.add_argument(
         "-c", "--configurations", nargs="+", default=None, help="configuration(s); two are ensembled"

@@ -142,7 +142,20 @@ def test_context_from_torchrun_variables():
     ctx = DistributedContext.from_env(env, cuda, 60)
     assert (ctx.rank, ctx.local_rank, ctx.world_size, ctx.local_world_size) == (3, 1, 4, 2)
     assert (ctx.backend, ctx.timeout_s, ctx.is_main, ctx.enabled) == ("nccl", 60, False, True)
-    assert DistributedContext.from_env({"WORLD_SIZE": "2", "RANK": "0"}, cpu).backend == "gloo"
+    env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    elastic = {
+        "TORCHELASTIC_RESTART_COUNT": "2",
+        "TORCHELASTIC_MAX_RESTARTS": "3",
+        "TORCHELASTIC_RUN_ID": "j",
+    }
+    second_node = DistributedContext.from_env({**env, **elastic}, cpu)
+    assert (second_node.backend, second_node.local_rank, second_node.restart_count) == ("gloo", 0, 2)
+    assert second_node.elastic_run_id == "j"
+    assert DistributedContext.from_env({**env, "TORCHELASTIC_RUN_ID": "j"}, cpu).elastic_run_id is None
+    with pytest.raises(
+        ValueError, match="LOCAL_RANK, LOCAL_WORLD_SIZE not set: start the ranks with torchrun"
+    ):
+        DistributedContext.from_env({"WORLD_SIZE": "2", "RANK": "1"}, cpu)  # never the global rank
     assert rank_device(rank_of(1, 2), cpu) == cpu
     with pytest.raises(ValueError, match="cuda:LOCAL_RANK"):
         rank_device(ctx, torch.device("cuda", 1))
