@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
 from autoseg.inference.predictor import ConfigurationPredictor
@@ -78,7 +79,7 @@ def check_nonfinite(case: InputCase, images: np.ndarray, nonfinite: float | None
 
 def _finish(
     case: InputCase,
-    probs_per_config: list[tuple[np.ndarray, dict]],
+    probs_per_config: list[tuple[np.ndarray, CaseProperties]],
     geometry: Geometry,
     output: Path,
     postprocessing: Any,
@@ -225,7 +226,7 @@ def _summary(
 
 def _probabilities(
     predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any
-) -> tuple[list[tuple[np.ndarray, dict]], list[tuple[np.ndarray, dict]] | None]:
+) -> tuple[list[tuple[np.ndarray, CaseProperties]], list[tuple[np.ndarray, CaseProperties]] | None]:
     """Per configuration the probabilities and the case's properties, and the uncertainty maps when asked."""
     if maps_writer is None:
         return [

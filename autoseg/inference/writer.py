@@ -3,12 +3,13 @@ the final validation of training (both call :func:`export_prediction`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.evaluation.calibration import apply_temperature
 from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
@@ -22,7 +23,7 @@ __all__ = ["export_prediction"]
 def export_prediction(
     name: str,
     ending: str,
-    probs_per_config: Sequence[tuple[np.ndarray, Mapping[str, Any]]],
+    probs_per_config: Sequence[tuple[np.ndarray, CaseProperties]],
     geometry: Geometry,
     output: Path,
     postprocessing: Any = None,

@@ -85,7 +85,7 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
                 image = with_previous(image, maps[name], cascade)
             logits = predictor.logits(image)
             probs = label_manager.activate(logits).numpy()
-            geometry = Geometry.from_json(properties["geometry"])
+            geometry = Geometry.from_json(dict(properties.geometry))
             seg_native, _ = export_prediction(
                 name,
                 ending,
