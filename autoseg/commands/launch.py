@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from autoseg.utils.stats import mean_dice
+
 
 def parse_gpus(text: str) -> tuple[int, list[int] | None]:
     """``--gpus``: ``N`` -> (N, None), the first N visible GPUs; ``0,2`` or ``3,`` -> those ids.
@@ -115,7 +117,7 @@ class FoldJob:
     mean_dice: float | None = None
 
 
-def _mean_dice(output: Path) -> float | None:
+def validation_dice(output: Path) -> float | None:
     """The mean over labels of ``validation/summary.json``'s ``mean``, None without one."""
     path = output / "validation" / "summary.json"
     try:
@@ -123,8 +125,7 @@ def _mean_dice(output: Path) -> float | None:
     except (OSError, ValueError):
         return None
     values = list(mean.values()) if isinstance(mean, dict) else [mean]
-    numbers = [float(v) for v in values if isinstance(v, int | float)]
-    return sum(numbers) / len(numbers) if numbers else None
+    return mean_dice(v for v in values if isinstance(v, int | float))
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _ended(run: _Running) -> None:
     run.log.close()
     job = run.job
     job.exit_code, job.seconds = run.process.returncode, time.perf_counter() - run.start
-    job.mean_dice = _mean_dice(job.output) if job.exit_code == 0 else None
+    job.mean_dice = validation_dice(job.output) if job.exit_code == 0 else None
     state = "done" if job.exit_code == 0 else f"FAILED (exit {job.exit_code})"
     print(f"{state}: {job.configuration} fold {job.fold} after {job.seconds:.0f} s", flush=True)
 

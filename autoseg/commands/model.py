@@ -104,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_model(_model_root(cfg, root), args.plans_name) as model:
         configurations = args.configurations
         if configurations is None:
-            selected = (model.selection or {}).get("configurations")
+            selected = list(model.selection.configurations) if model.selection else None
             configurations = list(selected) if selected else model.configurations()
         records = export_fold_networks(model, configurations, args.folds, args.checkpoint, kinds, root)
         for r in records:

@@ -33,7 +33,6 @@ from autoseg.commands.launch import (
     summary_table,
     write_summary,
 )
-from autoseg.commands.launch import _mean_dice as _mean_dice  # re-exported (importable from here as before)
 
 ALL_FOLDS = "all-folds"
 log = logging.getLogger("autoseg")

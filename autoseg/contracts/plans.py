@@ -113,6 +113,8 @@ class Plans:
         histogram_landmarks: ``channel -> landmarks`` of the ``histogram`` normalisation (empty unless used).
         nonfinite_replacement: the value NaN/inf intensities were replaced with (``plan --allow-nonfinite``),
             or None (they were refused).
+        reasons: why the planner decided what it decided (``autoseg plan --explain``), stored when
+            planning; empty for plans written before autoseg stored them.
         raw: the file's content, for writing it beside a model (read nothing from it).
     """
 
@@ -132,6 +134,7 @@ class Plans:
     fingerprint: Mapping[str, Any] | None = None
     histogram_landmarks: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     nonfinite_replacement: float | None = None
+    reasons: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -185,6 +188,7 @@ class Plans:
                 "histogram_landmarks", dict, {}, lambda v: {str(k): as_floats(x) for k, x in v.items()}
             ),
             nonfinite_replacement=_replacement(r.get("nonfinite_intensities", dict, {}), problems),
+            reasons=r.get("reasons", list, (), lambda v: tuple(str(x) for x in v)),
             raw=dict(data),
         )
         problems += plans._consistency()

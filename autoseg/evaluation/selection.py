@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.contracts.labels import LabelManager
+from autoseg.contracts.selection import SELECTION_SCHEMA_VERSION
 from autoseg.evaluation.crossval import cv_summary, ensemble_cases, fold_validations, merge_validation
 from autoseg.utils.files import write_artifact
 
 __all__ = ["SelectionInputs", "find_best"]
 
 log = logging.getLogger(__name__)
-SELECTION_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
