@@ -13,9 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,26 @@ class Plans:
                 f"(planned: {', '.join(self.configurations)})"
             )
         return self.configurations[name]
+
+    def with_patch_size(self, configuration: str, patch_size: Sequence[int], reason: str) -> Plans:
+        """These plans with another patch for ``configuration``, recorded in ``overrides`` with ``reason``.
+
+        A trainer's ``patch_size`` goes into the plans the fold is trained with (and the copy beside
+        the model), so that prediction reads the patch from the plans, never from a checkpoint.
+        """
+        conf = self.configuration(configuration)
+        patch = [int(p) for p in patch_size]
+        if tuple(patch) == conf.patch_size:
+            return self
+        if len(patch) != len(conf.patch_size) or min(patch) < 1:
+            raise PlansError(
+                f"{reason}: patch_size {patch} does not fit {configuration} "
+                f"(its plan's patch is {list(conf.patch_size)}: {len(conf.patch_size)} positive sizes)"
+            )
+        raw = copy.deepcopy(dict(self.raw))
+        raw["configurations"][configuration]["patch_size"] = patch
+        raw["overrides"] = [*raw.get("overrides", []), f"{configuration}.patch_size={patch} ({reason})"]
+        return Plans.from_dict(raw, source=f"plans {self.plans_name!r} with {reason}")
 
     def to_dict(self, with_fingerprint: bool = True) -> dict[str, Any]:
         """The file's content (what :meth:`load` read), for a copy beside a model."""

@@ -108,8 +108,13 @@ class ConfigurationPredictor:
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
+            if [int(p) for p in meta.get("patch_size", patch)] != patch:
+                raise ValueError(
+                    f"{path} was trained with patch_size {list(meta['patch_size'])}, but "
+                    f"{trained.folder / 'plans.json'} says {patch}; restore the plans.json the fold was "
+                    "trained with (a trainer.patch_size is recorded there), or retrain the fold"
+                )
             networks.append(load_runner(path, network, meta, options.backend, device))
-            patch = [int(p) for p in meta.get("patch_size", patch)]
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
         if not networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
