@@ -174,3 +174,36 @@ def test_compiled_amp_training_learns_and_resumes_exactly(easy_task, tmp_path):
     b = load_checkpoint(resumed.output / "checkpoint_final.pt")
     for key, tensor in a["network"].items():
         assert torch.equal(tensor, b["network"][key]), key
+
+
+def test_a_trainer_patch_size_is_written_into_the_folds_plans(easy_task, tmp_path):
+    """The model predicts with the patch its plans record: a trainer override lands there, never only
+    in the checkpoint; a fold of another patch, or a plans.json that lost the override, is refused."""
+    from autoseg.inference.model import open_model
+    from autoseg.inference.predictor import ConfigurationPredictor
+
+    planned = easy_task[1].configuration("3d_fullres").patch_size
+    patch = (16, 16, 16)
+    assert planned != patch
+    cfg = TrainerConfig(epochs=1, iterations_per_epoch=2, val_iterations=1, num_workers=0, amp=False,
+                        final_validation=False, patch_size=patch)  # fmt: skip
+    spec = fold_spec(easy_task, tmp_path / "default" / "3d_fullres" / "fold_0")
+    train_fold(spec, cfg, torch.device("cpu"))
+    copy = json.loads((spec.output.parent / "plans.json").read_text())
+    assert copy["configurations"]["3d_fullres"]["patch_size"] == list(patch)
+    assert copy["overrides"][-1] == "3d_fullres.patch_size=[16, 16, 16] (trainer.patch_size)"
+    assert json.loads((spec.output / "run.json").read_text())["patch_size"] == list(patch)
+    with open_model(tmp_path) as model:
+        predictor = ConfigurationPredictor(model.configuration("3d_fullres"), ["0"], torch.device("cpu"))
+    assert list(predictor.patch_size) == list(patch)
+    with pytest.raises(ValueError, match=r"records patch_size \[16, 16, 16\].*fold 1 trains with"):
+        train_fold(replace(spec, fold=1, output=spec.output.parent / "fold_1"), replace(cfg, patch_size=None),
+                   torch.device("cpu"))  # fmt: skip
+    assert not (spec.output.parent / "fold_1" / "run.json").exists()
+    copy["configurations"]["3d_fullres"]["patch_size"] = list(planned)
+    (spec.output.parent / "plans.json").write_text(json.dumps(copy))
+    with (
+        open_model(tmp_path) as model,
+        pytest.raises(ValueError, match=r"trained with patch_size \[16, 16, 16\]"),
+    ):
+        ConfigurationPredictor(model.configuration("3d_fullres"), ["0"], torch.device("cpu"))
