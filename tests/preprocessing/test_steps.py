@@ -16,16 +16,10 @@ from autoseg.io.images import read_image
 from autoseg.preprocessing.normalize import get_normalizer
 from autoseg.preprocessing.steps import PreprocessingChoice, denoise, histogram_standardize
 from autoseg.synthetic import SyntheticSpec, generate_dataset
+from tests.presets import fast_overrides
 
 EASY = {"classes": 1, "shape": (24, 32, 32), "noise": 0.3, "distractors": False}
-TRAIN = [
-    "trainer.epochs=5",
-    "trainer.iterations_per_epoch=10",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.tta_mirroring=false",
-    "trainer.seed=1",
-]
+TRAIN = fast_overrides()
 
 
 def test_choices_are_validated_with_the_nearest_name() -> None:
