@@ -12,20 +12,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from autoseg.inference.inputs import discover_inputs
     from autoseg.inference.model import open_model
     from autoseg.inference.model_card import card_summary, read_model_card
-    from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
+    from autoseg.inference.predictor import ConfigurationPredictor
     from autoseg.inference.run import predict_cases
     from autoseg.utils.device import pick_device
 
     device = pick_device(args.device)
-    options = PredictOptions(
-        checkpoint=args.checkpoint,
-        tta=not args.no_tta,
-        step_size=args.step_size,
-        amp=not args.no_amp,
-        tile_batch=args.forward_batch,
-        backend=args.backend,
-        resample=args.resample,
-    )
+    options = _options(args)
     output = Path(args.output)
     check_output_folder(output)
     with open_model(args.model, args.plans_name) as model:
@@ -83,6 +75,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failed in (c for c in summary["cases"] if "error" in c):
         print(f"failed: {failed['source']}: {failed['error']}")
     return 1 if summary["failed"] else 0
+
+
+def _options(args: argparse.Namespace) -> Any:
+    """The :class:`autoseg.inference.predictor.PredictOptions` of the command line."""
+    from autoseg.inference.predictor import PredictOptions
+
+    return PredictOptions(
+        checkpoint=args.checkpoint,
+        tta=not args.no_tta,
+        step_size=args.step_size,
+        amp=not args.no_amp,
+        tile_batch=args.forward_batch,
+        backend=args.backend,
+        resample=args.resample,
+    )
 
 
 def check_output_folder(output: Path) -> None:

@@ -80,15 +80,12 @@ def preprocess_case(
     target = target_spacing_for(conf, spacing)
     new_shape = compute_new_shape(cropped_shape, spacing, target)
     res = conf.resampling
-    threshold = res.separate_z_anisotropy_threshold
-    data = resample_data_to_shape(
-        data, new_shape, spacing, target, res.data_order, res.data_order_z, threshold
-    )
+    orders = (res.data_order, res.data_order_z, res.separate_z_anisotropy_threshold)
+    data = resample_data_to_shape(data, new_shape, spacing, target, *orders)
     seg = None
     if label is not None:
-        seg = resample_seg_to_shape(
-            label, new_shape, spacing, target, res.seg_order, res.seg_order_z, threshold
-        )
+        orders = (res.seg_order, res.seg_order_z, res.separate_z_anisotropy_threshold)
+        seg = resample_seg_to_shape(label, new_shape, spacing, target, *orders)
     properties = CaseProperties(
         case=loaded.name,
         configuration=configuration,
