@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from autoseg.synthetic import SyntheticSpec
+from autoseg.contracts.case import CaseProperties
+from autoseg.synthetic.dataset import SyntheticSpec
 from autoseg.training.config import TrainerConfig
 
 #: A few short epochs on the CPU: enough for the easy task to be learned (Dice > 0.8), seconds each.
@@ -49,3 +50,27 @@ def fast_overrides(**changes: Any) -> list[str]:
 def easy_spec(num_cases: int = 10, seed: int = 7, **changes: Any) -> SyntheticSpec:
     """The easy task's :class:`SyntheticSpec` (``changes``: any other synthetic field, e.g. noise)."""
     return SyntheticSpec(num_cases=num_cases, seed=seed, **{**EASY_TASK, **changes})
+
+
+def case_properties(name: str, shape: tuple[int, ...]) -> CaseProperties:
+    """The properties of a preprocessed case that preprocessing left as it was (1 mm, no crop)."""
+    ones = tuple(1.0 for _ in shape)
+    axes = tuple(range(len(shape)))
+    return CaseProperties(
+        case=name,
+        configuration="3d_fullres",
+        geometry={
+            "shape": list(shape),
+            "spacing": list(ones),
+            "origin": [0.0] * len(shape),
+            "direction": [float(i == j) for i in axes for j in axes],
+        },
+        transpose_forward=axes,
+        transpose_backward=axes,
+        shape_before_cropping=tuple(shape),
+        bbox_used_for_cropping=tuple((0, s) for s in shape),
+        shape_after_cropping_and_before_resampling=tuple(shape),
+        shape_after_resampling=tuple(shape),
+        spacing=ones,
+        target_spacing=ones,
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from autoseg.config import compose
+from autoseg.commands.config import compose
 from autoseg.data.augment import AugmentConfig
 from autoseg.planning.presets import PlannerConfig
 from autoseg.preprocessing.steps import PreprocessingChoice

@@ -8,10 +8,10 @@ from typing import Any
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from autoseg.export.model_card import card_summary, read_model_card
     from autoseg.inference.choice import choose
     from autoseg.inference.inputs import discover_inputs
     from autoseg.inference.model import open_model
-    from autoseg.inference.model_card import card_summary, read_model_card
     from autoseg.inference.predictor import ConfigurationPredictor
     from autoseg.inference.run import predict_cases
     from autoseg.utils.device import pick_device

@@ -1,6 +1,6 @@
 """Choosing the post-processing on cross-validation predictions.
 
-:func:`determine_postprocessing` chooses a :class:`~autoseg.evaluation.postprocess.PostprocessingSpec`
+:func:`determine_postprocessing` chooses a :class:`~autoseg.postprocessing.components.PostprocessingSpec`
 on cross-validation predictions, judged by Dice alone:
 
 1. foreground LCC (largest component of all labels together) is kept if the mean foreground Dice
@@ -21,7 +21,7 @@ postprocessing.json (``write_artifact(..., "postprocessing", 1, ...)``)::
                 "decisions": [{"step": "foreground_lcc", "kept": true, "dice": {...}, ...}, ...],
                 "dice_after": {...}, "foreground_dice_after": 0.85, ...}}
 
-The spec and how it is applied are in :mod:`autoseg.evaluation.postprocess`, which re-exports
+The spec and how it is applied are in :mod:`autoseg.postprocessing.components`, which re-exports
 :func:`determine_postprocessing`.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from autoseg.evaluation.evaluate import class_mask, evaluate_folders, pair_cases
 from autoseg.evaluation.metrics import mask_stats
-from autoseg.evaluation.postprocess import (
+from autoseg.postprocessing.components import (
     DICE_EPS,
     POSTPROCESSING_SCHEMA_VERSION,
     PostprocessingSpec,

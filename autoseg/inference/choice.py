@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autoseg.evaluation.postprocess import PostprocessingSpec
 from autoseg.inference.model import ModelFolder, TrainedConfiguration, fold_names
+from autoseg.postprocessing.components import PostprocessingSpec
 
 __all__ = ["Choice", "choose"]
 

@@ -165,7 +165,7 @@ class Scenario:
 
     @classmethod
     def create(cls, root: Path, seed: int = 5) -> Scenario:
-        from autoseg.synthetic import generate_dataset
+        from autoseg.synthetic.dataset import generate_dataset
 
         small = {"shape": (16, 24, 24)}  # the easy task, smaller
         raw = generate_dataset(root / "raw" / "Dataset970_Faults", easy_spec(4, seed, **small), 1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autoseg.cli import main
-from autoseg.synthetic import generate_dataset
+from autoseg.synthetic.dataset import generate_dataset
 from tests.presets import easy_spec, fast_overrides
 
 TRAIN = fast_overrides()

@@ -7,7 +7,7 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from autoseg.config import compose
+from autoseg.commands.config import compose
 from autoseg.planning.plans import build_plans, parse_plan_overrides
 from autoseg.planning.presets import PlannerConfig, available_presets
 from autoseg.planning.spacing import target_spacing, transpose_axes
@@ -195,9 +195,9 @@ def test_the_reasons_are_stored_with_the_plans_and_the_report_reads_them(tiny_mr
     """`plan --explain`'s lines go into plans.json, histogram landmarks included, which the report
     could not recompute from the fingerprint (it used to re-plan)."""
     from autoseg.io.dataset import load_raw_dataset
+    from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan
     from autoseg.preprocessing.steps import PreprocessingChoice
     from autoseg.report.collect import plan_reasons
-    from autoseg.stages import DatasetFolders, run_fingerprint, run_plan
 
     folders = DatasetFolders.for_dataset(tmp_path, load_raw_dataset(tiny_mr_dataset))
     run_fingerprint(tiny_mr_dataset, folders, num_workers=1)

@@ -15,7 +15,7 @@ from autoseg.contracts import Plans, PlansError
 from autoseg.io.images import read_image
 from autoseg.preprocessing.normalize import get_normalizer
 from autoseg.preprocessing.steps import PreprocessingChoice, denoise, histogram_standardize
-from autoseg.synthetic import generate_dataset
+from autoseg.synthetic.dataset import generate_dataset
 from tests.presets import easy_spec, fast_overrides
 
 TRAIN = fast_overrides()
