@@ -59,11 +59,8 @@ def autoseg_commands(block: Block) -> list[tuple[int, list[str]]]:
     for k, raw in enumerate(joined.splitlines()):
         words = shlex.split(raw, comments=True)
         # `autoseg ...`, `$run autoseg ...` (a Docker prefix) and `torchrun ... -m autoseg ...`
-        at = [
-            i
-            for i, w in enumerate(words)
-            if w == "autoseg" and (i == 0 or words[i - 1] == "-m" or words[i - 1].startswith("$"))
-        ]
+        at = [i for i, w in enumerate(words) if w == "autoseg" and (i == 0 or words[i - 1][:1] == "$")]
+        at += [i for i, w in enumerate(words) if w == "autoseg" and i > 0 and words[i - 1] == "-m"]
         if at:
             found.append((block.line + k + 1, words[at[0] + 1 :]))
     return found
@@ -119,6 +116,5 @@ def test_runnable_block_runs(block: Block, tmp_path: Path) -> None:
         timeout=600,
         stdin=subprocess.DEVNULL,
     )
-    assert done.returncode == 0, (
-        f"{block.page.name}:{block.line} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    )
+    where = f"{block.page.name}:{block.line}"
+    assert done.returncode == 0, f"{where} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

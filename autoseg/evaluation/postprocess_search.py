@@ -187,6 +187,13 @@ def determine_postprocessing(
     """
     pairs = pair_cases(pred_folder, ref_folder, file_ending, cases)
     classes = {str(k): [int(v) for v in vals] for k, vals in classes.items()}
+    evaluation = {
+        "classes": classes,
+        "file_ending": file_ending,
+        "tolerance_mm": tolerance_mm,
+        "ignore_label": ignore_label,
+        "num_workers": num_workers,
+    }
     fg_spec = PostprocessingSpec(foreground_lcc=True)
     before, with_fg = _mean_dice_of_specs(
         pairs,
@@ -219,18 +226,30 @@ def determine_postprocessing(
         "foreground_dice_after": _foreground(search.dice),
     }
     if output_folder is not None:
-        out = Path(output_folder)
-        postprocess_folder([p for _, p, _ in pairs], out, search.spec, num_workers)
-        names = [case for case, _, _ in pairs]
-        evaluate_folders(
-            out, ref_folder, classes, file_ending, tolerance_mm, ignore_label, num_workers, names,
-            output=out / "summary.json",
-        )  # fmt: skip
-        report.update(output_folder=str(out), summary=str(out / "summary.json"))
-        write_artifact(
-            out / "postprocessing.json",
-            "postprocessing",
-            POSTPROCESSING_SCHEMA_VERSION,
-            {"postprocessing": search.spec.to_dict(), "report": report},
-        )
+        _write_postprocessed(Path(output_folder), pairs, ref_folder, search.spec, report, evaluation)
     return search.spec, report
+
+
+def _write_postprocessed(
+    out: Path,
+    pairs: Sequence[tuple[str, Path, Path]],
+    ref_folder: str | os.PathLike[str],
+    spec: PostprocessingSpec,
+    report: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> None:
+    """Post-process every prediction into ``out``, score it (summary.json), write postprocessing.json."""
+    e = evaluation
+    postprocess_folder([p for _, p, _ in pairs], out, spec, e["num_workers"])
+    names = [case for case, _, _ in pairs]
+    evaluate_folders(
+        out, ref_folder, e["classes"], e["file_ending"], e["tolerance_mm"], e["ignore_label"],
+        e["num_workers"], names, output=out / "summary.json",
+    )  # fmt: skip
+    report.update(output_folder=str(out), summary=str(out / "summary.json"))
+    write_artifact(
+        out / "postprocessing.json",
+        "postprocessing",
+        POSTPROCESSING_SCHEMA_VERSION,
+        {"postprocessing": spec.to_dict(), "report": report},
+    )
