@@ -13,6 +13,7 @@ from autoseg.commands.config import compose
 from autoseg.data.augment import AugmentConfig
 from autoseg.planning.presets import PlannerConfig
 from autoseg.preprocessing.steps import PreprocessingChoice
+from autoseg.sweep.slurm import SlurmConfig
 from autoseg.training.config import TrainerConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -30,6 +31,8 @@ def _build(group: str, data: dict[str, Any]) -> Any:
         return TrainerConfig.from_mapping({}, data).augment
     if group == "planner":
         return PlannerConfig.from_mapping(data)
+    if group == "launcher":  # launcher/slurm.yaml: the SLURM settings (its name picks the launcher)
+        return SlurmConfig.from_mapping({k: v for k, v in data.items() if k != "name"})
     return PreprocessingChoice.from_mapping(data)
 
 
@@ -38,8 +41,16 @@ DEFAULTS = {
     "augment": AugmentConfig(),
     "planner": PlannerConfig(),
     "preprocessing": PreprocessingChoice(),
+    "launcher": SlurmConfig(),
 }
-PRESETS = sorted((p.parent.name, p.stem) for g in DEFAULTS for p in (CONF / g).glob("*.yaml"))
+#: Presets whose dataclass default is another file's name than default.yaml.
+DEFAULT_NAMED = {("launcher", "slurm")}
+PRESETS = sorted(
+    (p.parent.name, p.stem)
+    for g in DEFAULTS
+    for p in (CONF / g).glob("*.yaml")
+    if (g, p.stem) != ("launcher", "local")  # the local queue has nothing to set (parallel, device: CLI)
+)
 
 
 def test_every_group_with_a_dataclass_is_covered() -> None:
@@ -52,7 +63,7 @@ def test_every_group_with_a_dataclass_is_covered() -> None:
 def test_each_yaml_loads_into_its_dataclass(group: str, name: str) -> None:
     built = _build(group, _group(group, name))
     assert type(built) is type(DEFAULTS[group])
-    if name == "default":  # the YAML writes out the dataclass's defaults, nothing else
+    if name == "default" or (group, name) in DEFAULT_NAMED:  # the YAML writes out the defaults
         assert built == DEFAULTS[group]
     else:
         assert built != DEFAULTS[group]  # a preset that changes nothing is a stale copy
