@@ -40,19 +40,19 @@ def cmd_find_best(args: argparse.Namespace) -> int:
         )
         selection = find_best(inputs, args.num_workers)
     print("cross-validation, mean foreground Dice (per class):")
-    for c in sorted(selection["candidates"], key=lambda c: -c["score"]):
+    for c in sorted(selection.candidates, key=lambda c: -c["score"]):
         per_class = ", ".join(
             f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in c["per_class"].items()
         )
         print(f"  {' + '.join(c['configurations']):<24} {c['score']:.4f}  ({per_class})")
-    print(f"best: {' + '.join(selection['configurations'])}; post-processing: {selection['postprocessing']}")
-    for step in selection["postprocessing_report"].get("decisions", []):
+    print(f"best: {' + '.join(selection.configurations)}; post-processing: {selection.postprocessing}")
+    for step in selection.postprocessing_report.get("decisions", []):
         what = step["step"] + (f" of {step['class']}" if "class" in step else "")
         verdict = "kept" if step["kept"] else "rejected"
         worse = f", worse: {', '.join(step['worse'])}" if step["worse"] else ""
         dice, gain = step["foreground_dice"], step["gain"]
         print(f"  {what}: foreground Dice {dice:.4f} (gain {gain:+.4f}{worse}) -> {verdict}")
-    for config, fit in selection.get("calibration", {}).items():
+    for config, fit in selection.calibration.items():
         if "temperature" in fit:
             print(
                 f"  calibration of {config}: temperature {fit['temperature']:.3f}, expected calibration "
@@ -62,7 +62,7 @@ def cmd_find_best(args: argparse.Namespace) -> int:
             print(f"  calibration of {config}: skipped ({fit.get('skipped')})")
     print(
         f"selection written to {inputs.model_root / 'selection.json'}; predict with:\n"
-        f"  {selection['predict_command']}"
+        f"  {selection.predict_command}"
     )
     return 0
 
@@ -104,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_model(_model_root(cfg, root), args.plans_name) as model:
         configurations = args.configurations
         if configurations is None:
-            selected = (model.selection or {}).get("configurations")
+            selected = list(model.selection.configurations) if model.selection else None
             configurations = list(selected) if selected else model.configurations()
         records = export_fold_networks(model, configurations, args.folds, args.checkpoint, kinds, root)
         for r in records:

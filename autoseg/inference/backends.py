@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from autoseg.utils.files import atomic_path
+from autoseg.utils.lookup import unknown_name
 
 __all__ = ["BACKENDS", "EXPORTS", "ExportError", "export_network", "load_runner"]
 
@@ -251,11 +252,7 @@ def load_runner(
     (see the module docstring). They run on the CPU: another ``device`` is an error.
     """
     if backend not in BACKENDS:
-        import difflib
-
-        near = difflib.get_close_matches(backend, BACKENDS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown backend {backend!r}{hint} (valid: {', '.join(BACKENDS)})")
+        raise ValueError(unknown_name("backend", backend, BACKENDS))
     if backend == "torch":
         return network
     if device.type != "cpu":

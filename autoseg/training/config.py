@@ -9,6 +9,7 @@ from typing import Any
 
 from autoseg.data.augment import AugmentConfig
 from autoseg.utils.dataclasses import from_mapping
+from autoseg.utils.lookup import unknown_name
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -55,11 +56,7 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            import difflib
-
-            near = difflib.get_close_matches(self.name, OPTIMIZERS, 1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"trainer.optimizer.name={self.name!r} is unknown{hint}; one of {OPTIMIZERS}")
+            raise ValueError(f"trainer.optimizer.name: {unknown_name('optimizer', self.name, OPTIMIZERS)}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"trainer.optimizer.betas={self.betas} must be two values in [0, 1)")
 

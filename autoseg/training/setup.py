@@ -106,7 +106,7 @@ def build_parts(
     is wrapped in DistributedDataParallel.
     """
     conf = spec.conf
-    patch = list(cfg.patch_size or conf.patch_size)
+    patch = list(conf.patch_size)  # trainer.patch_size is already in the plans (FoldSpec.trained_with)
     batch_size = cfg.batch_size or conf.batch_size
     share = batch_share(batch_size, distributed.rank, distributed.world_size) if distributed.enabled else None
     from autoseg.data.augment import Augmenter
@@ -376,6 +376,7 @@ def _train_fold(
     distributed: DistributedContext,
 ) -> TrainState:
     main = distributed.is_main
+    spec = spec.trained_with(cfg.patch_size)  # the plans record the patch the network trains on
     cfg = _workers_for_extra_transforms(cfg)
     if spec.conf.previous_stage is not None and cfg.augment_on != "workers":
         log.info(

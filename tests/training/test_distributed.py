@@ -20,10 +20,11 @@ from autoseg.data.augment import Augmenter
 from autoseg.data.cases import PreprocessedCases
 from autoseg.data.loader import BatchDataset
 from autoseg.data.sampling import PatchSampler
-from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import generate_dataset
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.distributed import DistributedContext, batch_share, describe_split, rank_device
 from autoseg.training.setup import resume_note
+from tests.presets import easy_spec, fast_overrides
 
 #: The CLI under torchrun, with test hooks. Usage: entry.py MODE OUT_DIR autoseg-arguments...
 #: Every rank that ends well saves its final weights to OUT_DIR/rank<r>.pt; MODE ``fail``: rank 1
@@ -64,23 +65,14 @@ if code == 0:
 raise SystemExit(code)
 """
 
-SCHEDULE = [
-    "--trainer",
-    "quick",
-    "trainer.epochs=3",
-    "trainer.iterations_per_epoch=4",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.final_validation=false",
-    "trainer.deterministic=true",
-]
+SCHEDULE = fast_overrides(epochs=3, iterations_per_epoch=4, final_validation=False, deterministic=True)
 
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An easy one-class dataset planned with a 16^3 patch, batch 2, per-sample Dice."""
     root = tmp_path_factory.mktemp("ddp")
-    spec = SyntheticSpec(num_cases=8, classes=1, shape=(24, 32, 32), noise=0.05, distractors=False, seed=3)
+    spec = easy_spec(8, seed=3)
     raw = generate_dataset(root / "raw" / "Dataset930_Ddp", spec)
     pre = root / "pre"
     plan = ["plan", str(raw), f"paths.preprocessed={pre}", "-c", "3d_fullres", "--num-workers", "1"]
