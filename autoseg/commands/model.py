@@ -16,6 +16,7 @@ def _model_root(cfg: Any, root: Path) -> Path:
 
 
 def cmd_find_best(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_find_best
     from autoseg.evaluation.evaluate import classes_from_labels
     from autoseg.evaluation.selection import SelectionInputs, find_best
     from autoseg.inference.model import open_model
@@ -38,6 +39,7 @@ def cmd_find_best(args: argparse.Namespace) -> int:
             tolerance_mm=args.tolerance,
             labels=model.configuration(configs[0]).plans.labels if configs else None,
         )
+        check_find_best(inputs, args.dataset)
         selection = find_best(inputs, args.num_workers)
     print("cross-validation, mean foreground Dice (per class):")
     for c in sorted(selection["candidates"], key=lambda c: -c["score"]):
@@ -68,12 +70,10 @@ def cmd_find_best(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from autoseg.evaluation.crossval import ensemble_cases, folder_cases
+    from autoseg.commands.preflight import check_ensemble
+    from autoseg.evaluation.crossval import ensemble_cases
 
-    members = [folder_cases(Path(f), args.file_ending) for f in args.inputs]
-    empty = [f for f, m in zip(args.inputs, members, strict=True) if not m]
-    if empty:
-        raise FileNotFoundError(f"no *{args.file_ending} predictions in {', '.join(empty)}")
+    members = check_ensemble(args.inputs, args.file_ending, Path(args.output))
     names = ensemble_cases(members, Path(args.output), args.file_ending, args.save_probabilities)
     print(f"ensembled {len(names)} case(s) of {len(members)} predictions into {args.output}")
     return 0

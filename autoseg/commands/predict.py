@@ -33,6 +33,7 @@ def _choose(args: argparse.Namespace, model: Any) -> tuple[list[str], list[str] 
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_predict
     from autoseg.inference.inputs import discover_inputs
     from autoseg.inference.model import fold_names, open_model
     from autoseg.inference.model_card import card_summary, read_model_card
@@ -63,8 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         cases = discover_inputs(args.input, list(trained[0].plans.channel_names.values()), notes)
         for note in notes:
             print(f"note: {note}")
-        for problem in unreadable_inputs(cases, args.input):
-            print(f"note: {problem}")
+        check_predict(trained, use, args.checkpoint, args.backend, cases, Path(args.input), args.strict)
         predictors = [
             ConfigurationPredictor(t, u, device, options) for t, u in zip(trained, use, strict=True)
         ]
@@ -217,5 +217,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--uncertainty",
         action="store_true",
         help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse input files that would not be used (wrong name, wrong ending); default: listed",
     )
     p.set_defaults(func=cmd_predict)

@@ -35,6 +35,7 @@ import torch
 
 from autoseg.contracts import Architecture, LabelManager, Plans
 from autoseg.io.checkpoints import load_checkpoint
+from autoseg.io.problems import alias_path
 from autoseg.nets.factory import build_network
 
 __all__ = ["ModelFolder", "TrainedConfiguration", "load_fold_network", "open_model"]
@@ -156,6 +157,7 @@ def open_model(path: str | os.PathLike[str], plans_name: str | None = None) -> I
                 raise ValueError(f"model {path} is a file but not a .zip written by `autoseg export-model`")
             unpacked = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autoseg-model-")))
             _safe_extract(path, unpacked)
+            alias_path(unpacked, f"{path}:")  # messages name the archive, not this temporary copy
             path = unpacked
         root, name = _locate(path, plans_name)
         yield ModelFolder(
