@@ -63,7 +63,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args.hydra_overrides, args.plan_overrides = hydra, plan
     try:
         return int(args.func(args))
-    except Exception as err:  # noqa: BLE001 - sorted below: known errors become one clean message
+    except Exception as err:
         message = user_message(args.command, err)
         if message is not None:
             from autoseg.io.problems import shown_paths

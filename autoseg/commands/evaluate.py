@@ -120,7 +120,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         allow_unknown_labels=args.allow_unknown_labels,
     )
     if summary.get("unknown_labels"):
-        print(f"warning: {len(summary['unknown_labels'])} case(s) hold undeclared label values (in summary.json)")
+        print(
+            f"warning: {len(summary['unknown_labels'])} case(s) hold undeclared label values (in summary.json)"
+        )
     print(f"{len(summary['cases'])} cases")
     print(format_summary(summary))
     print(f"summary written to {output}")
@@ -150,7 +152,7 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
     from autoseg.commands.preflight import output_folder, refuse
     from autoseg.io.preflight import image_headers
 
-    refuse([*image_headers(files, "replace the file"), *output_folder(Path(args.output))])
+    refuse([*image_headers(files, "replace the file", whole=True), *output_folder(Path(args.output))])
     try:
         postprocess_folder(files, args.output, spec, args.num_workers)
     except ImageReadError as err:

@@ -80,8 +80,6 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import json
-
     from autoseg.inference.export import export_model
     from autoseg.inference.export_networks import export_fold_networks
     from autoseg.inference.model import open_model
@@ -91,9 +89,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER, or both")
     cfg = compose_config(args)
     root = dataset_root(args.dataset, cfg)
-    dataset_json = (
-        json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else None
-    )
+    from autoseg.commands.preflight import check_export
+
+    dataset_json = check_export(None, [], None, args.checkpoint, [], root / "dataset.json")
     kinds = [k for k, on in (("onnx", args.onnx), ("torchscript", args.torchscript)) if on]
     if args.container is not None:  # the container's backend runs an export made and checked here
         need = {"onnxruntime": "onnx", "openvino": "onnx", "torchscript": "torchscript"}.get(
@@ -106,6 +104,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         if configurations is None:
             selected = (model.selection or {}).get("configurations")
             configurations = list(selected) if selected else model.configurations()
+        check_export(
+            model, configurations, args.folds, args.checkpoint, kinds, root / "dataset.json", args.dataset
+        )
         records = export_fold_networks(model, configurations, args.folds, args.checkpoint, kinds, root)
         for r in records:
             check = r["check"]

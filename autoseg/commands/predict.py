@@ -64,7 +64,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         cases = discover_inputs(args.input, list(trained[0].plans.channel_names.values()), notes)
         for note in notes:
             print(f"note: {note}")
-        check_predict(trained, use, args.checkpoint, args.backend, cases, Path(args.input), args.strict)
+        check_predict(
+            trained,
+            use,
+            args.checkpoint,
+            args.backend,
+            cases,
+            Path(args.input),
+            args.strict,
+            model.configurations(),
+        )
         predictors = [
             ConfigurationPredictor(t, u, device, options) for t, u in zip(trained, use, strict=True)
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def check_evaluate(pred: Path, ref: Path, ending: str, predicted_only: bool) -> 
     if not cases and pred.is_dir() and ref.is_dir():
         problems.append(error(pred, f"no {ending} files here or in {ref} (set --file-ending)"))
     for found in files.values():
-        problems += pf.image_headers([found[c] for c in cases if c in found], "replace the file")
+        problems += pf.image_headers([found[c] for c in cases if c in found], "replace the file", whole=True)
     refuse(problems)
     return cases
 
@@ -113,7 +113,7 @@ def check_ensemble(inputs: Sequence[str], ending: str, output: Path) -> list[dic
     for member in members:
         for case, mask in sorted(member.items()):
             problems += pf.zip_archive(mask.with_name(case + ".npz"), fix, "probabilities")
-        problems += pf.image_headers(member.values(), "predict the case again")
+        problems += pf.image_headers(member.values(), "predict the case again", whole=True)
     if Path(output).resolve() in {Path(f).resolve() for f in inputs}:
         problems.append(error(output, "the output is one of the inputs; choose another -o"))
     problems += output_folder(Path(output))
@@ -136,22 +136,36 @@ def check_find_best(inputs: Any, dataset: str) -> None:
             folder = base / config / f"fold_{k}" / "validation"
             command = f"autoseg train {dataset} {config} {k}"
             if not (folder / "summary.json").is_file():
-                problems.append(error(folder, f"fold {k} has no validation results; run: {command} (--val-only when trained)"))
+                problems.append(
+                    error(
+                        folder,
+                        f"fold {k} has no validation results; run: {command} (--val-only when trained)",
+                    )
+                )
                 continue
-            summary, found = pf.json_file(folder / "summary.json", f"validate again: {command} --val-only", "validation_summary")
+            summary, found = pf.json_file(
+                folder / "summary.json", f"validate again: {command} --val-only", "validation_summary"
+            )
             problems += found
             for entry in (summary or {}).get("cases", []):
                 name = str(entry.get("case")) if isinstance(entry, dict) else str(entry)
                 if name in cases:
-                    problems.append(error(folder, f"case {name} is also validated by {cases[name].parent}; fix splits.json and retrain"))
+                    problems.append(
+                        error(
+                            folder,
+                            f"case {name} is also validated by {cases[name].parent}; fix splits.json and retrain",
+                        )
+                    )
                 mask = cases[name] = folder / f"{name}{inputs.ending}"
-                problems += pf.image_headers([mask], f"validate again: {command} --val-only")
+                problems += pf.image_headers([mask], f"validate again: {command} --val-only", whole=True)
                 npz = mask.with_name(name + ".npz")
                 if pairs or npz.exists():
                     problems += pf.zip_archive(npz, f"validate again: {command} --val-only", "probabilities")
         sets[f"{config} cross-validation ({base / config}/fold_*/validation)"] = set(cases)
-    problems += pf.case_sets(sets, "every training case needs one fold's validation: train the missing folds, or fix labelsTr")
-    problems += pf.image_headers(refs.values(), "restore the reference label map")
+    problems += pf.case_sets(
+        sets, "every training case needs one fold's validation: train the missing folds, or fix labelsTr"
+    )
+    problems += pf.image_headers(refs.values(), "restore the reference label map", whole=True)
     refuse(problems)
 
 
@@ -163,6 +177,7 @@ def check_predict(
     cases: Sequence[Any],
     source: Path,
     strict: bool,
+    available: Sequence[str] = (),
 ) -> None:
     """Refuse before any work: damaged checkpoints, missing backend packages, unreadable inputs,
     inputs of the wrong dimensionality; input files that are not used are listed (refused with
@@ -171,21 +186,29 @@ def check_predict(
     fix = "train the fold again, or choose another --checkpoint / -f"
     for conf, use in zip(trained, folds, strict=True):
         for fold in use:
-            problems += pf.zip_archive(conf.folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt", fix, "checkpoint")
+            problems += pf.zip_archive(
+                conf.folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt", fix, "checkpoint"
+            )
     for module in {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"]}.get(backend, []):
         problems += pf.optional_package(module, f"--backend {backend}")
-    problems += pf.image_headers([f for case in cases for f in case.files], "replace the file, or leave it out")
-    problems += _dimensions(trained, cases)
+    problems += pf.image_headers(
+        [f for case in cases for f in case.files], "replace the file, or leave it out"
+    )
+    problems += _dimensions(trained, cases, available)
     refuse(problems)
     named = [Path(f) for case in cases for f in case.files]
     if source.is_dir() and named and all(p.name.endswith(IMAGE_ENDINGS) for p in named):
         used = set(named)
-        unused = [p for p in sorted(source.iterdir()) if p.is_file() and not p.name.startswith(".") and p not in used]
+        unused = [
+            p
+            for p in sorted(source.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p not in used
+        ]
         how = "inputs are named <case>_<channel:04d><ending> (" + ", ".join(IMAGE_ENDINGS[:4]) + ", ...)"
         refuse(pf.unused_files(unused, how), strict)
 
 
-def _dimensions(trained: Sequence[Any], cases: Sequence[Any]) -> list[Problem]:
+def _dimensions(trained: Sequence[Any], cases: Sequence[Any], available: Sequence[str]) -> list[Problem]:
     """A 2D image given to a 3D configuration, or a 3D scan to a model trained on 2D images.
 
     Unreadable headers are :func:`autoseg.io.preflight.image_headers`' to report; DICOM series
@@ -208,8 +231,13 @@ def _dimensions(trained: Sequence[Any], cases: Sequence[Any]) -> list[Problem]:
             if flat and three_d:
                 what = (
                     f"a 2D image {list(geom.shape)}, but {conf.name} is a 3D configuration (it would stretch "
-                    "the image to hundreds of slices); predict it with -c 2d (when the model has a 2d "
-                    "configuration), or give a 3D scan"
+                    "the image to hundreds of slices); "
+                    + (
+                        "predict it with -c 2d, or give a 3D scan"
+                        if "2d" in available
+                        else "give a 3D scan, or train the 2d configuration (autoseg plan DATASET -c 2d, "
+                        "autoseg train DATASET 2d FOLD) and predict with -c 2d"
+                    )
                 )
                 problems.append(error(case.files[0], what))
             elif not flat and len(spacing) == 3 and spacing[0] >= FLAT_RATIO * max(spacing[1:]):
@@ -221,29 +249,46 @@ def _dimensions(trained: Sequence[Any], cases: Sequence[Any]) -> list[Problem]:
     return problems
 
 
-def check_export(model: Any, configurations: Sequence[str], folds: Sequence[str] | None, checkpoint: str, kinds: Sequence[str], dataset_json: Path) -> None:
-    """Refuse before exporting: untrained configurations or folds, damaged checkpoints, a broken
-    dataset.json, missing packages for ``kinds``."""
+def check_export(
+    model: Any,
+    configurations: Sequence[str],
+    folds: Sequence[str] | None,
+    checkpoint: str,
+    kinds: Sequence[str],
+    dataset_json: Path,
+    dataset: str = "DATASET",
+) -> dict[str, Any] | None:
+    """Refuse before exporting: a broken dataset.json, untrained configurations or folds, damaged
+    checkpoints, missing packages for ``kinds``. Returns the dataset.json (None when absent).
+    ``model`` None: the dataset.json only."""
     problems: list[Problem] = []
+    data = None
     if dataset_json.is_file():
-        problems += pf.json_file(dataset_json, "fix the raw dataset's dataset.json (autoseg validate DATASET)")[1]
-    for name in configurations:
+        data, found = pf.json_file(
+            dataset_json, "fix the raw dataset's dataset.json (check it: autoseg validate DATASET)"
+        )
+        problems += found
+    for name in configurations if model is not None else ():
         folder = model.root / model.plans_name / name
         try:
             conf = model.configuration(name)
         except (FileNotFoundError, ValueError) as err:
-            problems.append(error(folder, f"{err}; train it: autoseg train DATASET {name} FOLD"))
+            problems.append(error(folder, f"{err}; train it: autoseg train {dataset} {name} FOLD"))
             continue
         for fold in folds or conf.folds:
-            path = folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt"
-            problems += pf.zip_archive(path, f"train fold {fold}: autoseg train DATASET {name} {fold}", "checkpoint")
-    if "onnx" in kinds:
-        for module in ("onnx", "onnxruntime"):
-            problems += pf.optional_package(module, "--onnx (and the onnxruntime / openvino containers)")
+            fix = f"train fold {fold}: autoseg train {dataset} {name} {fold}, or choose another --checkpoint / -f"
+            problems += pf.zip_archive(
+                folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt", fix, "checkpoint"
+            )
+    for module in ("onnx", "onnxruntime") if "onnx" in kinds else ():
+        problems += pf.optional_package(
+            module, "an ONNX export (--onnx, or a container for onnxruntime/openvino)"
+        )
     refuse(problems)
+    return data
 
 
-def check_report(preprocessed: Path, model_root: Path) -> None:
+def check_report(preprocessed: Path, model_root: Path, dataset: str = "DATASET") -> None:
     """Refuse a report over damaged JSON artifacts (each named, with the command that rewrites it)."""
     problems: list[Problem] = []
     rewrite = {
@@ -256,11 +301,16 @@ def check_report(preprocessed: Path, model_root: Path) -> None:
         "plans.json": "autoseg plan DATASET",
         "fingerprint.json": "autoseg plan DATASET",
     }
-    files = [preprocessed / "fingerprint.json", *preprocessed.glob("*/plans.json")] if preprocessed.is_dir() else []
+    files = (
+        [preprocessed / "fingerprint.json", *preprocessed.glob("*/plans.json")]
+        if preprocessed.is_dir()
+        else []
+    )
     if model_root.is_dir():
         files += [p for p in model_root.rglob("*.json") if p.name in rewrite and "crossval" not in p.parts]
     for path in files:
-        problems += pf.json_file(path, f"rewrite it: {rewrite[path.name]}")[1]
+        fix = f"rewrite it: {rewrite[path.name].replace('DATASET', dataset)}"
+        problems += pf.json_file(path, fix, container=list if path.name == "history.json" else dict)[1]
     refuse(problems)
 
 
@@ -271,17 +321,17 @@ def check_train(data_folder: Path, cases: Sequence[str], dataset: str, configura
     command = f"autoseg preprocess {dataset} -c {configuration}"
     problems = []
     for case in sorted(set(cases)):
-        reason = case_damage(data_folder, case)
-        if reason is not None:
-            problems.append(error(data_folder / case, f"preprocessed case {case}: {reason}; repair it: {command}"))
+        damage = case_damage(data_folder, case)
+        if damage is not None:
+            problems.append(error(damage[0], f"preprocessed case {case}: {damage[1]}; repair it: {command}"))
     refuse(problems)
 
 
 __all__ = [
     "check_ensemble",
-    "check_find_best",
-    "check_export",
     "check_evaluate",
+    "check_export",
+    "check_find_best",
     "check_predict",
     "check_report",
     "check_train",

@@ -46,6 +46,14 @@ def _dataset(args: argparse.Namespace, cfg: Any) -> tuple[Path, Any, list[dict[s
 
     root = dataset_root(args.dataset, cfg)
     folders = dataset_folders(cfg, root)
+    if not folders.splits.is_file():
+        from autoseg.commands.preflight import refuse
+        from autoseg.io.problems import error
+
+        configuration = getattr(args, "configuration", "CONFIG")
+        refuse(
+            [error(folders.splits, f"not planned yet: run autoseg plan {args.dataset} -c {configuration}")]
+        )
     return root, folders, read_artifact(folders.splits, "splits", SPLITS_SCHEMA_VERSION)["folds"]
 
 
@@ -112,6 +120,9 @@ def train_one(args: argparse.Namespace) -> int:
     trainer = trainer_config(cfg)
     device = pick_device(args.device)
     ctx = DistributedContext.from_env(os.environ, device, args.dist_timeout * 60)  # torchrun's variables
+    from autoseg.commands.preflight import check_train
+
+    check_train(spec.data_folder, [*spec.train_cases, *spec.val_cases], args.dataset, args.configuration)
     if args.val_only:
         if ctx.enabled:
             raise ValueError("--val-only runs in one process: start it without torchrun/--gpus")

@@ -150,7 +150,10 @@ def open_model(path: str | os.PathLike[str], plans_name: str | None = None) -> I
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model {path} does not exist")
+        raise FileNotFoundError(
+            f"model {path} does not exist: train one first (autoseg train DATASET CONFIGURATION FOLD, then "
+            "autoseg find-best DATASET), or give the results folder of a trained dataset or an exported .zip"
+        )
     with contextlib.ExitStack() as stack:
         if path.is_file():
             if not zipfile.is_zipfile(path):

@@ -13,9 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from autoseg.io.problems import Problem, error, warning
 __all__ = [
     "case_sets",
     "folder",
+    "gzip_damage",
     "image_headers",
     "json_file",
     "listing",
@@ -57,9 +60,11 @@ def folder(path: str | Path, what: str, fix: str) -> list[Problem]:
     return [error(path, f"{what} {state}; {fix}")]
 
 
-def json_file(path: str | Path, fix: str, kind: str | None = None) -> tuple[Any, list[Problem]]:
-    """(the parsed JSON object or None, problems): missing, unreadable, not JSON, not an object,
-    or (with ``kind``) of another kind than ``kind``."""
+def json_file(
+    path: str | Path, fix: str, kind: str | None = None, container: type = dict
+) -> tuple[Any, list[Problem]]:
+    """(the parsed JSON or None, problems): missing, unreadable, not JSON, not a ``container``
+    (an object; ``list`` for an array), or (with ``kind``) of another kind than ``kind``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -71,9 +76,9 @@ def json_file(path: str | Path, fix: str, kind: str | None = None) -> tuple[Any,
         data = json.loads(text)
     except json.JSONDecodeError as err:
         return None, [error(path, f"not valid JSON ({err.msg} at line {err.lineno}); {fix}")]
-    if not isinstance(data, dict):
-        return None, [error(path, f"not a JSON object but {type(data).__name__}; {fix}")]
-    if kind is not None and data.get("kind", kind) != kind:
+    if not isinstance(data, container):
+        return None, [error(path, f"not a JSON {container.__name__} but {type(data).__name__}; {fix}")]
+    if kind is not None and isinstance(data, dict) and data.get("kind", kind) != kind:
         return None, [error(path, f"is a {data.get('kind')!r} file, expected {kind!r}; {fix}")]
     return data, []
 
@@ -83,8 +88,12 @@ def _reason(err: BaseException) -> str:
     return str(text).splitlines()[0][:200] if text else type(err).__name__
 
 
-def image_headers(files: Iterable[str | Path], fix: str) -> list[Problem]:
-    """An error per file whose image header cannot be read (missing, truncated, not an image)."""
+def image_headers(files: Iterable[str | Path], fix: str, whole: bool = False) -> list[Problem]:
+    """An error per file whose image header cannot be read (missing, truncated, not an image).
+
+    With ``whole``, a gzip-compressed file (.nii.gz) is also decompressed to its end, without
+    keeping the data, so a truncated or damaged stream is found here (label maps: milliseconds).
+    """
     from autoseg.io.images import ImageReadError, read_geometry
 
     problems = []
@@ -94,7 +103,22 @@ def image_headers(files: Iterable[str | Path], fix: str) -> list[Problem]:
         except (ImageReadError, OSError, ValueError) as err:
             message = str(err).removeprefix(f"{path}: ")
             problems.append(error(path, f"{message}; {fix}"))
+            continue
+        damage = gzip_damage(Path(path)) if whole and str(path).endswith(".gz") else None
+        if damage:
+            problems.append(error(path, f"the file is truncated or corrupt ({damage}); {fix}"))
     return problems
+
+
+def gzip_damage(path: Path) -> str | None:
+    """Why the gzip stream of ``path`` is damaged (truncated, bad checksum), or None when it is whole."""
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 22):
+                pass
+    except (OSError, EOFError, zlib.error) as err:
+        return _reason(err)
+    return None
 
 
 def zip_archive(path: str | Path, fix: str, what: str = "archive") -> list[Problem]:
@@ -132,7 +156,9 @@ def case_sets(members: Mapping[str, Iterable[str]], fix: str) -> list[Problem]:
             continue
         where = [other for other, theirs in sets.items() if other != name and set(missing) & theirs]
         problems.append(
-            error(name, f"{len(missing)} case(s) of {', '.join(where)} missing here: {listing(missing)}; {fix}")
+            error(
+                name, f"{len(missing)} case(s) of {', '.join(where)} missing here: {listing(missing)}; {fix}"
+            )
         )
     return problems
 
@@ -149,5 +175,9 @@ def optional_package(module: str, what: str) -> list[Problem]:
     except ImportError as err:
         extra = EXTRAS.get(module)
         hint = f"pip install 'autoseg[{extra}]'" if extra else f"pip install {module}"
-        return [error(what, f"needs the Python package {module!r}, which is not installed ({_reason(err)}): {hint}")]
+        return [
+            error(
+                what, f"needs the Python package {module!r}, which is not installed ({_reason(err)}): {hint}"
+            )
+        ]
     return []
