@@ -133,7 +133,7 @@ def zip_archive(path: str | Path, fix: str, what: str = "archive") -> list[Probl
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, zlib.error) as err:
         return [error(path, f"damaged {what} ({_reason(err)}); {fix}")]
     if bad is not None:
         return [error(path, f"damaged {what} (member {bad} fails its checksum); {fix}")]

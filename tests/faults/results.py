@@ -20,8 +20,9 @@ from autoseg.utils.files import write_artifact
 from tests.faults.driver import Scenario
 
 
-def validated_results(scn: Scenario, results: Path) -> Path:
-    """``results/<Dataset>`` with folds 0 and 1 of 3d_fullres trained and validated; returns it."""
+def validated_results(scn: Scenario, results: Path, select: bool = False) -> Path:
+    """``results/<Dataset>`` with folds 0 and 1 of 3d_fullres trained and validated (and with
+    ``select``, ``autoseg find-best`` run on them); returns it."""
     model = results / scn.raw.name
     shutil.copytree(scn.model(), model)
     config = model / "default" / "3d_fullres"
@@ -39,6 +40,10 @@ def validated_results(scn: Scenario, results: Path) -> Path:
             save_probabilities(out / f"{case}.npz", onehot)
         cases = [{"case": c, "dice": {"1": 1.0}} for c in fold["val"]]
         write_artifact(out / "summary.json", "validation_summary", 2, {"cases": cases, "mean": {"1": 1.0}})
+    if select:
+        from autoseg.cli import main
+
+        assert main(["find-best", str(scn.raw), *roots(scn, results), "--num-workers", "1"]) == 0
     return model
 
 
