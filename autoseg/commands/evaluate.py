@@ -121,7 +121,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     if summary.get("unknown_labels"):
         print(
-            f"warning: {len(summary['unknown_labels'])} case(s) hold undeclared label values (in summary.json)"
+            f"warning: {len(summary['unknown_labels'])} case(s) hold undeclared label values "
+            "(listed in summary.json)"
         )
     print(f"{len(summary['cases'])} cases")
     print(format_summary(summary))

@@ -153,7 +153,8 @@ def check_find_best(inputs: Any, dataset: str) -> None:
                     problems.append(
                         error(
                             folder,
-                            f"case {name} is also validated by {cases[name].parent}; fix splits.json and retrain",
+                            f"case {name} is also validated by {cases[name].parent}; "
+                            "fix splits.json and retrain",
                         )
                     )
                 mask = cases[name] = folder / f"{name}{inputs.ending}"
@@ -276,7 +277,7 @@ def check_export(
             problems.append(error(folder, f"{err}; train it: autoseg train {dataset} {name} FOLD"))
             continue
         for fold in folds or conf.folds:
-            fix = f"train fold {fold}: autoseg train {dataset} {name} {fold}, or choose another --checkpoint / -f"
+            fix = f"train fold {fold}: autoseg train {dataset} {name} {fold}, or choose --checkpoint / -f"
             problems += pf.zip_archive(
                 folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt", fix, "checkpoint"
             )

@@ -249,7 +249,7 @@ def _evaluate_case(
     return out
 
 
-def _unknown_labels(results: Sequence[Mapping[str, Any]], allowed: frozenset[int], allow: bool) -> dict:
+def _unknown_labels(results: Sequence[dict[str, Any]], allowed: frozenset[int], allow: bool) -> dict:
     """case -> its label values outside ``allowed``; ValueError listing them all unless ``allow``."""
     unknown = {r["case"]: r.pop("unknown_labels") for r in results if "unknown_labels" in r}
     if not unknown:

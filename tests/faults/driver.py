@@ -263,7 +263,9 @@ def snapshot_selection(model: Path) -> dict[str, Any]:
     out = {}
     for path in [model / "selection.json", *sorted(model.rglob("cv_summary.json"))]:
         text = path.read_text() if path.is_file() else "missing"
-        out[path.relative_to(model).as_posix()] = json.loads(text.replace(str(model), "ROOT")) if text != "missing" else None
+        out[path.relative_to(model).as_posix()] = (
+            json.loads(text.replace(str(model), "ROOT")) if text != "missing" else None
+        )
     return out
 
 

@@ -56,5 +56,7 @@ def test_export_onnx_without_onnx_names_the_onnx_extra(scenario, tmp_path):
     result = run_without({"onnx"}, argv)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert "needs the Python package 'onnx'" in result.stderr and "pip install 'autoseg[onnx]'" in result.stderr
+    assert (
+        "needs the Python package 'onnx'" in result.stderr and "pip install 'autoseg[onnx]'" in result.stderr
+    )
     assert not out.exists()

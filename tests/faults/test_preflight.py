@@ -34,7 +34,9 @@ def truncate(path: Path, keep: int = 200) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
 
-def test_find_best_lists_a_dropped_case_and_a_damaged_mask_by_the_folds_file(scenario, results, tmp_path, capsys):
+def test_find_best_lists_a_dropped_case_and_a_damaged_mask_by_the_folds_file(
+    scenario, results, tmp_path, capsys
+):
     scn, _ = scenario
     root, model = fresh(results, tmp_path)
     val0 = model / "default" / "3d_fullres" / "fold_0" / "validation"
@@ -124,14 +126,17 @@ def test_predict_refuses_a_2d_image_for_a_3d_model_saying_what_works(scenario, t
     scn, _ = scenario
     inputs = tmp_path / "in"
     inputs.mkdir()
-    image, geom = read_image(sorted(scn.heldout.glob("*.nii.gz"))[0])
+    image, _ = read_image(sorted(scn.heldout.glob("*.nii.gz"))[0])
     import SimpleITK as sitk
 
     sitk.WriteImage(sitk.GetImageFromArray(image[8]), str(inputs / "flat_0000.nii.gz"))
     args = ["predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-m", str(scn.model()), "-f", "0"]
     assert main([*args, "--device", "cpu", "--no-tta"]) == 1
     err = capsys.readouterr().err
-    assert f"{inputs / 'flat_0000.nii.gz'}: a 2D image [" in err and "but 3d_fullres is a 3D configuration" in err
+    assert (
+        f"{inputs / 'flat_0000.nii.gz'}: a 2D image [" in err
+        and "but 3d_fullres is a 3D configuration" in err
+    )
     assert "train the 2d configuration" in err and not (tmp_path / "out").exists()
 
 
@@ -142,7 +147,9 @@ def test_a_damaged_checkpoint_in_an_archive_is_named_inside_the_archive(scenario
         for path in sorted(scn.model().rglob("*")):
             if path.is_file():
                 data = path.read_bytes()
-                zf.writestr(path.relative_to(scn.model()).as_posix(), data[:300] if path.suffix == ".pt" else data)
+                zf.writestr(
+                    path.relative_to(scn.model()).as_posix(), data[:300] if path.suffix == ".pt" else data
+                )
     args = ["predict", "-i", str(scn.heldout), "-o", str(tmp_path / "out"), "-m", str(archive), "-f", "0"]
     assert main([*args, "--device", "cpu"]) == 1
     err = capsys.readouterr().err
