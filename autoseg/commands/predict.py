@@ -131,25 +131,6 @@ def check_output_folder(output: Path) -> None:
         raise ValueError(f"output {output}: {existing} is not writable by this user; choose another -o")
 
 
-def unreadable_inputs(cases: list[Any], source: str) -> list[str]:
-    """One message per case whose image headers cannot be read; ValueError when no case is readable."""
-    from autoseg.io.images import ImageReadError, read_geometry
-
-    problems = []
-    for case in cases:
-        for path in case.files:
-            try:
-                read_geometry(path)
-            except ImageReadError as err:
-                problems.append(f"{path}: not readable ({err}); this case will fail")
-                break
-    if cases and len(problems) == len(cases):
-        raise ValueError(
-            f"input {source}: none of the {len(cases)} case(s) can be read:\n  " + "\n  ".join(problems)
-        )
-    return problems
-
-
 def _temperature(selection: Any, configs: list[str]) -> float | None:
     """find-best's temperature of the configuration (an ensemble: the mean of its members'), or None."""
     fits = (selection or {}).get("calibration") or {}

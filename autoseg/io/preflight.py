@@ -77,7 +77,11 @@ def json_file(
     except json.JSONDecodeError as err:
         return None, [error(path, f"not valid JSON ({err.msg} at line {err.lineno}); {fix}")]
     if not isinstance(data, container):
-        return None, [error(path, f"not a JSON {container.__name__} but {type(data).__name__}; {fix}")]
+        names = {dict: "object", list: "array"}
+        found = names.get(type(data), type(data).__name__)
+        return None, [
+            error(path, f"not a JSON {names.get(container, container.__name__)} but {found}; {fix}")
+        ]
     if kind is not None and isinstance(data, dict) and data.get("kind", kind) != kind:
         return None, [error(path, f"is a {data.get('kind')!r} file, expected {kind!r}; {fix}")]
     return data, []

@@ -207,3 +207,13 @@ def test_unknown_label_values_of_a_reference_are_found_too(tmp_path):
 
     assert values_outside(np.array([[0, 3], [1, 1]], dtype=np.int16), frozenset({0, 1})) == [3]
     assert values_outside(np.array([-1, 0]), frozenset({0})) == [-1]
+
+
+def test_convert_msd_names_a_broken_dataset_json_without_a_traceback(tmp_path, capsys):
+    task = tmp_path / "Task01_X"
+    task.mkdir()
+    (task / "dataset.json").write_text("[]")
+    assert main(["convert", "msd", str(task), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{task / 'dataset.json'}: not a JSON object but array; fix the MSD task's dataset.json" in err
+    assert not (tmp_path / "out").exists()
