@@ -77,7 +77,7 @@ def json_file(
     except json.JSONDecodeError as err:
         return None, [error(path, f"not valid JSON ({err.msg} at line {err.lineno}); {fix}")]
     if not isinstance(data, container):
-        names = {dict: "object", list: "array"}
+        names: dict[type, str] = {dict: "object", list: "array"}
         found = names.get(type(data), type(data).__name__)
         return None, [
             error(path, f"not a JSON {names.get(container, container.__name__)} but {found}; {fix}")
