@@ -13,7 +13,9 @@ def _dataset_json(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]
     if args.dataset_json is not None:
         path = Path(args.dataset_json)
         if not path.is_file():
-            raise FileNotFoundError(f"--dataset-json {path}: no such file")
+            raise FileNotFoundError(
+                f"--dataset-json {path}: no such file; give the raw dataset's dataset.json"
+            )
     else:
         path = Path(args.reference).resolve().parent / "dataset.json"
         if not path.is_file():
@@ -144,7 +146,7 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
         spec = PostprocessingSpec(foreground_lcc=args.foreground_lcc, class_lcc=tuple(args.class_lcc or ()))
     source = Path(args.input)
     if not source.is_dir():
-        raise FileNotFoundError(f"{source}: not a folder")
+        raise FileNotFoundError(f"{source}: not a folder; give the folder of label maps to post-process")
     files = sorted(
         p for p in source.glob(f"*{args.file_ending}") if p.is_file() and not p.name.startswith(".")
     )

@@ -75,7 +75,7 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
     if configuration not in planned and not cascade:
         raise ValueError(
             f"configuration {configuration!r} is not in {folders.plans(plans_name)} "
-            f"(planned: {', '.join(planned)})"
+            f"(planned: {', '.join(planned)}); plan it: autoseg plan {args.dataset} -c {configuration}"
         )
     train, val = fold_cases(splits, fold, list(plans.case_names))
     results = Paths.from_config(cfg).require("results")

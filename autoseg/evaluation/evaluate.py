@@ -232,12 +232,13 @@ def _evaluate_case(
     ref, ref_geom = read_image(ref_file)
     if pred.shape != ref.shape:
         return {
-            "error": f"{pred_file}: shape {pred.shape} differs from the reference's {ref.shape} ({ref_file})"
+            "error": f"{pred_file}: shape {pred.shape} differs from the reference's {ref.shape} "
+            f"({ref_file}); predict the case from its own image (autoseg predict keeps each scan's geometry)"
         }
     if not _spacing_matches(pred_geom.spacing, ref_geom.spacing):
         return {
             "error": f"{pred_file}: spacing {pred_geom.spacing} differs from the reference's "
-            f"{ref_geom.spacing} ({ref_file})"
+            f"{ref_geom.spacing} ({ref_file}); predict the case from its own image"
         }
     metrics = evaluate_arrays(pred, ref, ref_geom.spacing, classes, tolerance_mm, ignore_label)
     out = {"case": case, "prediction": str(pred_file), "reference": str(ref_file), "metrics": metrics}
