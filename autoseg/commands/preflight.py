@@ -112,7 +112,7 @@ def check_ensemble(inputs: Sequence[str], ending: str, output: Path) -> list[dic
     fix = "predict the case again with --save-probabilities"
     for member in members:
         for case, mask in sorted(member.items()):
-            problems += pf.zip_archive(mask.with_name(case + ".npz"), fix, "probabilities")
+            problems += pf.zip_archive(mask.with_name(case + ".npz"), fix, "probabilities file")
         problems += pf.image_headers(member.values(), "predict the case again", whole=True)
     if Path(output).resolve() in {Path(f).resolve() for f in inputs}:
         problems.append(error(output, "the output is one of the inputs; choose another -o"))
@@ -161,7 +161,9 @@ def check_find_best(inputs: Any, dataset: str) -> None:
                 problems += pf.image_headers([mask], f"validate again: {command} --val-only", whole=True)
                 npz = mask.with_name(name + ".npz")
                 if pairs or npz.exists():
-                    problems += pf.zip_archive(npz, f"validate again: {command} --val-only", "probabilities")
+                    problems += pf.zip_archive(
+                        npz, f"validate again: {command} --val-only", "probabilities file"
+                    )
         sets[f"{config} cross-validation ({base / config}/fold_*/validation)"] = set(cases)
     problems += pf.case_sets(
         sets, "every training case needs one fold's validation: train the missing folds, or fix labelsTr"

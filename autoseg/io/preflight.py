@@ -138,9 +138,13 @@ def zip_archive(path: str | Path, fix: str, what: str = "archive") -> list[Probl
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, zlib.error) as err:
-        return [error(path, f"damaged {what} ({_reason(err)}); {fix}")]
+        return [error(path, f"cannot be read as a {what} (truncated or corrupted: {_reason(err)}); {fix}")]
     if bad is not None:
-        return [error(path, f"damaged {what} (member {bad} fails its checksum); {fix}")]
+        return [
+            error(
+                path, f"cannot be read as a {what} (truncated or corrupted: {bad} fails its checksum); {fix}"
+            )
+        ]
     return []
 
 

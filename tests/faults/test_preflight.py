@@ -69,7 +69,7 @@ def test_ensemble_compares_every_members_cases_and_checks_probabilities_first(re
     assert main(["ensemble", "-i", str(b), str(a), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"error: {b}: 1 case(s) of {a} missing here: {only_a}" in err
-    assert f"{kept}: damaged probabilities" in err and "--save-probabilities" in err
+    assert f"{kept}: cannot be read as a probabilities file" in err and "--save-probabilities" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -153,7 +153,7 @@ def test_a_damaged_checkpoint_in_an_archive_is_named_inside_the_archive(scenario
     args = ["predict", "-i", str(scn.heldout), "-o", str(tmp_path / "out"), "-m", str(archive), "-f", "0"]
     assert main([*args, "--device", "cpu"]) == 1
     err = capsys.readouterr().err
-    assert f"{archive}:/default/3d_fullres/fold_0/checkpoint_final.pt: damaged checkpoint" in err
+    assert f"{archive}:/default/3d_fullres/fold_0/checkpoint_final.pt: cannot be read as a checkpoint" in err
     assert "autoseg-model-" not in err and not (tmp_path / "out").exists()
 
 
@@ -165,7 +165,10 @@ def test_export_model_and_report_name_the_damaged_file_and_the_command(scenario,
     out = tmp_path / "model.zip"
     assert main(["export-model", str(scn.raw), "-o", str(out), *roots(scn, root)]) == 1
     err = capsys.readouterr().err
-    assert f"{checkpoint}: damaged checkpoint" in err and f"autoseg train {scn.raw} 3d_fullres 1" in err
+    assert (
+        f"{checkpoint}: cannot be read as a checkpoint" in err
+        and f"autoseg train {scn.raw} 3d_fullres 1" in err
+    )
     assert not out.exists()
     (model / "selection.json").write_text('{"kind": ')
     assert main(["report", str(scn.raw), "-o", str(tmp_path / "r.html"), *roots(scn, root)]) == 1
