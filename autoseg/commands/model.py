@@ -16,6 +16,7 @@ def _model_root(cfg: Any, root: Path) -> Path:
 
 
 def cmd_find_best(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_find_best
     from autoseg.evaluation.evaluate import classes_from_labels
     from autoseg.evaluation.selection import SelectionInputs, find_best
     from autoseg.inference.model import open_model
@@ -38,6 +39,7 @@ def cmd_find_best(args: argparse.Namespace) -> int:
             tolerance_mm=args.tolerance,
             labels=model.configuration(configs[0]).plans.labels if configs else None,
         )
+        check_find_best(inputs, args.dataset)
         selection = find_best(inputs, args.num_workers)
     print("cross-validation, mean foreground Dice (per class):")
     for c in sorted(selection.candidates, key=lambda c: -c["score"]):
@@ -68,20 +70,16 @@ def cmd_find_best(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from autoseg.evaluation.crossval import ensemble_cases, folder_cases
+    from autoseg.commands.preflight import check_ensemble
+    from autoseg.evaluation.crossval import ensemble_cases
 
-    members = [folder_cases(Path(f), args.file_ending) for f in args.inputs]
-    empty = [f for f, m in zip(args.inputs, members, strict=True) if not m]
-    if empty:
-        raise FileNotFoundError(f"no *{args.file_ending} predictions in {', '.join(empty)}")
+    members = check_ensemble(args.inputs, args.file_ending, Path(args.output))
     names = ensemble_cases(members, Path(args.output), args.file_ending, args.save_probabilities)
     print(f"ensembled {len(names)} case(s) of {len(members)} predictions into {args.output}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import json
-
     from autoseg.export.archive import export_model
     from autoseg.export.networks import export_fold_networks
     from autoseg.inference.model import open_model
@@ -91,9 +89,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER or --hub FOLDER (or several)")
     cfg = compose_config(args)
     root = dataset_root(args.dataset, cfg)
-    dataset_json = (
-        json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else None
-    )
+    from autoseg.commands.preflight import check_export
+
+    dataset_json = check_export(None, [], None, args.checkpoint, [], root / "dataset.json")
     kinds = [k for k, on in (("onnx", args.onnx), ("torchscript", args.torchscript)) if on]
     if args.container is not None:  # the container's backend runs an export made and checked here
         need = {"onnxruntime": "onnx", "openvino": "onnx", "torchscript": "torchscript"}.get(
@@ -106,6 +104,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         if configurations is None:
             selected = list(model.selection.configurations) if model.selection else None
             configurations = list(selected) if selected else model.configurations()
+        check_export(
+            model, configurations, args.folds, args.checkpoint, kinds, root / "dataset.json", args.dataset
+        )
         records = export_fold_networks(model, configurations, args.folds, args.checkpoint, kinds, root)
         for r in records:
             check = r["check"]

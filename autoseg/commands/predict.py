@@ -8,6 +8,7 @@ from typing import Any
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_predict
     from autoseg.export.model_card import card_summary, read_model_card
     from autoseg.inference.choice import choose
     from autoseg.inference.inputs import discover_inputs
@@ -34,8 +35,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         cases = discover_inputs(args.input, list(trained[0].plans.channel_names.values()), notes)
         for note in notes:
             print(f"note: {note}")
-        for problem in unreadable_inputs(cases, args.input):
-            print(f"note: {problem}")
+        check_predict(
+            trained,
+            choice.folds,
+            args.checkpoint,
+            args.backend,
+            cases,
+            Path(args.input),
+            args.strict,
+            model.configurations(),
+        )
         predictors = [
             ConfigurationPredictor(t, list(u), device, options)
             for t, u in zip(trained, choice.folds, strict=True)
@@ -107,25 +116,6 @@ def check_output_folder(output: Path) -> None:
         raise ValueError(f"output {output}: {existing} is a file, not a folder; choose another -o")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"output {output}: {existing} is not writable by this user; choose another -o")
-
-
-def unreadable_inputs(cases: list[Any], source: str) -> list[str]:
-    """One message per case whose image headers cannot be read; ValueError when no case is readable."""
-    from autoseg.io.images import ImageReadError, read_geometry
-
-    problems = []
-    for case in cases:
-        for path in case.files:
-            try:
-                read_geometry(path)
-            except ImageReadError as err:
-                problems.append(f"{path}: not readable ({err}); this case will fail")
-                break
-    if cases and len(problems) == len(cases):
-        raise ValueError(
-            f"input {source}: none of the {len(cases)} case(s) can be read:\n  " + "\n  ".join(problems)
-        )
-    return problems
 
 
 def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
@@ -200,5 +190,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--uncertainty",
         action="store_true",
         help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse input files that would not be used (wrong name, wrong ending); default: listed",
     )
     p.set_defaults(func=cmd_predict)

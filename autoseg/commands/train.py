@@ -47,6 +47,14 @@ def _dataset(args: argparse.Namespace, cfg: Any) -> tuple[Path, Any, list[dict[s
 
     root = dataset_root(args.dataset, cfg)
     folders = dataset_folders(cfg, root)
+    if not folders.splits.is_file():
+        from autoseg.commands.preflight import refuse
+        from autoseg.io.problems import error
+
+        configuration = getattr(args, "configuration", "CONFIG")
+        refuse(
+            [error(folders.splits, f"not planned yet: run autoseg plan {args.dataset} -c {configuration}")]
+        )
     return root, folders, read_artifact(folders.splits, "splits", SPLITS_SCHEMA_VERSION)["folds"]
 
 
@@ -69,7 +77,7 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
     if configuration not in planned and not cascade:
         raise ValueError(
             f"configuration {configuration!r} is not in {folders.plans(plans_name)} "
-            f"(planned: {', '.join(planned)})"
+            f"(planned: {', '.join(planned)}); plan it: autoseg plan {args.dataset} -c {configuration}"
         )
     train, val = fold_cases(splits, fold, list(plans.case_names))
     results = Paths.from_config(cfg).require("results")
@@ -113,6 +121,9 @@ def train_one(args: argparse.Namespace) -> int:
     trainer = trainer_config(cfg)
     device = pick_device(args.device)
     ctx = DistributedContext.from_env(os.environ, device, args.dist_timeout * 60)  # torchrun's variables
+    from autoseg.commands.preflight import check_train
+
+    check_train(spec.data_folder, [*spec.train_cases, *spec.val_cases], args.dataset, args.configuration)
     if args.val_only:
         if ctx.enabled:
             raise ValueError("--val-only runs in one process: start it without torchrun/--gpus")

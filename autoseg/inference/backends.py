@@ -74,8 +74,9 @@ def _require(module: str, what: str) -> Any:
     try:
         return __import__(module)
     except ImportError as err:
+        extra = "openvino" if module == "openvino" else "onnx"
         raise ImportError(
-            f"{what} needs the Python package {module!r}: pip install 'autoseg[onnx]' "
+            f"{what} needs the Python package {module!r}: pip install 'autoseg[{extra}]' "
             f"(or pip install {EXTRAS.get(module, module)})"
         ) from err
 

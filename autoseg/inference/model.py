@@ -36,6 +36,7 @@ import torch
 from autoseg.contracts import Architecture, LabelManager, Plans
 from autoseg.contracts.selection import Selection
 from autoseg.io.checkpoints import load_checkpoint
+from autoseg.io.problems import alias_path
 from autoseg.nets.factory import build_network
 
 __all__ = ["ModelFolder", "TrainedConfiguration", "load_fold_network", "open_model"]
@@ -154,13 +155,17 @@ def open_model(path: str | os.PathLike[str], plans_name: str | None = None) -> I
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model {path} does not exist")
+        raise FileNotFoundError(
+            f"model {path} does not exist: train one first (autoseg train DATASET CONFIGURATION FOLD, then "
+            "autoseg find-best DATASET), or give the results folder of a trained dataset or an exported .zip"
+        )
     with contextlib.ExitStack() as stack:
         if path.is_file():
             if not zipfile.is_zipfile(path):
                 raise ValueError(f"model {path} is a file but not a .zip written by `autoseg export-model`")
             unpacked = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autoseg-model-")))
             _safe_extract(path, unpacked)
+            alias_path(unpacked, f"{path}:")  # messages name the archive, not this temporary copy
             path = unpacked
         root, name = _locate(path, plans_name)
         yield ModelFolder(

@@ -143,6 +143,40 @@ def is_case_complete(folder: str | os.PathLike[str], case: str, plan_hash: str) 
         return False
 
 
+def case_damage(folder: str | os.PathLike[str], case: str) -> tuple[Path, str] | None:
+    """(the file, why) when a preprocessed case cannot be read (headers only: cheap), or None.
+
+    Names the first missing or damaged file of the case: a missing file, unreadable properties, an
+    array header that disagrees with the properties or an .npy shorter than its header says, an
+    unreadable locations archive.
+    """
+    files = case_files(folder, case)
+    for key in ("properties", "data", "seg", "locations"):
+        if not files[key].is_file():
+            return files[key], "is missing"
+    try:
+        storage = read_properties(folder, case).storage
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return files["properties"], f"is not readable ({type(err).__name__}: {err})"
+    if storage is None:
+        return files["properties"], "has no storage record (written by an older autoseg)"
+    for key in ("data", "seg"):
+        try:
+            shape, dtype, complete = _npy_header(files[key])
+        except (OSError, ValueError, EOFError) as err:
+            return files[key], f"is not a readable .npy file ({err})"
+        if not complete:
+            return files[key], "is shorter than its header says (truncated)"
+        if list(shape) != storage.get(f"{key}_shape") or str(dtype) != storage.get(f"{key}_dtype"):
+            return files[key], f"holds {dtype} {list(shape)}, not what {files['properties'].name} records"
+    try:
+        with np.load(files["locations"], allow_pickle=False) as npz:
+            npz.files  # noqa: B018 - reads the archive's directory
+    except (OSError, ValueError, EOFError) as err:
+        return files["locations"], f"is not readable ({err})"
+    return None
+
+
 def load_case(
     folder: str | os.PathLike[str], case: str, mmap: bool = True
 ) -> tuple[np.ndarray, np.ndarray, CaseProperties, dict[int, np.ndarray]]:

@@ -242,3 +242,54 @@ class Scenario:
             lambda: snapshot_predictions(self.predictions(tag)),
             reference,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# find-best and export-model (issue 21): a validated results folder per run, see tests/faults/results.py
+
+
+def snapshot_selection(model: Path) -> dict[str, Any]:
+    """selection.json and every cv_summary.json of a model root, with the root's path replaced."""
+    out = {}
+    for path in [model / "selection.json", *sorted(model.rglob("cv_summary.json"))]:
+        text = path.read_text() if path.is_file() else "missing"
+        out[path.relative_to(model).as_posix()] = (
+            json.loads(text.replace(str(model), "ROOT")) if text != "missing" else None
+        )
+    return out
+
+
+def snapshot_archive(archive: Path) -> dict[str, str]:
+    """Every member of a model archive by content (the export's own record without its timestamps)."""
+    import zipfile
+
+    if not archive.is_file():
+        return {"archive": "missing"}
+    with zipfile.ZipFile(archive) as zf:
+        return {name: hashlib.sha256(zf.read(name)).hexdigest() for name in sorted(zf.namelist())}
+
+
+def find_best_args(scn: Scenario, results: Path) -> list[str]:
+    paths = [f"paths.preprocessed={scn.root / 'ref' / 'pre'}", f"paths.results={results}", "num_folds=2"]
+    return ["find-best", str(scn.raw), *paths, "--num-workers", "1"]
+
+
+def export_args(scn: Scenario, results: Path, archive: Path) -> list[str]:
+    paths = [f"paths.preprocessed={scn.root / 'ref' / 'pre'}", f"paths.results={results}", "num_folds=2"]
+    return ["export-model", str(scn.raw), "-o", str(archive), *paths]
+
+
+def kill_find_best(scn: Scenario, tag: str, point: str, reference: Any) -> KillResult:
+    """find-best killed at ``point`` on a fresh validated results folder, rerun, compared."""
+    from tests.faults.results import validated_results
+
+    model = validated_results(scn, scn.root / tag / "results")
+    args = find_best_args(scn, model.parent)
+    return kill_and_rerun("find-best", point, args, lambda: snapshot_selection(model), reference)
+
+
+def kill_export(scn: Scenario, tag: str, point: str, reference: Any, selected: Path) -> KillResult:
+    """export-model of the selected results folder ``selected`` killed at ``point``, rerun, compared."""
+    archive = scn.root / tag / "model.zip"
+    args = export_args(scn, selected.parent, archive)
+    return kill_and_rerun("export-model", point, args, lambda: snapshot_archive(archive), reference)
