@@ -118,7 +118,7 @@ def _install(backend: str) -> str:
 
 def _cases(folder: Path, channels: list[str]) -> list[Any]:
     """Raw naming if the folder uses it; else every image file below it (one-channel models)."""
-    from autoseg.inference.inputs import IMAGE_ENDINGS, _file_case, discover_inputs
+    from autoseg.inference.inputs import IMAGE_ENDINGS, discover_inputs, file_case
 
     try:
         return discover_inputs(folder, channels)
@@ -127,7 +127,7 @@ def _cases(folder: Path, channels: list[str]) -> list[Any]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(IMAGE_ENDINGS))
     if not files:
         raise FileNotFoundError(f"{folder} holds no images ({', '.join(IMAGE_ENDINGS)})")
-    return [_file_case(p, len(channels)) for p in files]
+    return [file_case(p, len(channels)) for p in files]
 
 
 def _parser(default_model: Path | None) -> argparse.ArgumentParser:

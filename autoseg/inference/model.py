@@ -37,7 +37,7 @@ from autoseg.contracts import Architecture, LabelManager, Plans
 from autoseg.io.checkpoints import load_checkpoint
 from autoseg.nets.factory import build_network
 
-__all__ = ["ModelFolder", "TrainedConfiguration", "load_fold_network", "open_model"]
+__all__ = ["ModelFolder", "TrainedConfiguration", "fold_names", "folds_of", "load_fold_network", "open_model"]
 
 CHECKPOINTS = ("final", "best", "latest")
 
@@ -78,12 +78,12 @@ class ModelFolder:
     def configurations(self) -> list[str]:
         """Configurations of these plans with at least one trained fold."""
         base = self.root / self.plans_name
-        return sorted(p.parent.name for p in base.glob("*/plans.json") if _folds_of(p.parent))
+        return sorted(p.parent.name for p in base.glob("*/plans.json") if folds_of(p.parent))
 
     def configuration(self, name: str) -> TrainedConfiguration:
         """The trained configuration ``name``; FileNotFoundError listing the trained ones otherwise."""
         folder = self.root / self.plans_name / name
-        folds = _folds_of(folder)
+        folds = folds_of(folder)
         if not (folder / "plans.json").is_file() or not folds:
             raise FileNotFoundError(
                 f"{folder} holds no trained {name!r} model (plans.json and fold_k/checkpoint_*.pt); "
@@ -93,7 +93,8 @@ class ModelFolder:
         return TrainedConfiguration(name=name, folder=folder, plans=plans, folds=folds)
 
 
-def _folds_of(folder: Path) -> tuple[str, ...]:
+def folds_of(folder: Path) -> tuple[str, ...]:
+    """The fold names (``0``, ``1``, ..., ``all``) under ``folder`` that hold a checkpoint, in order."""
     folds = [p.name[len("fold_") :] for p in folder.glob("fold_*") if any(p.glob("checkpoint_*.pt"))]
     return tuple(sorted(folds, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f)))
 

@@ -5,6 +5,8 @@ One case through one configuration (:class:`ConfigurationPredictor`):
     images (C, Z, Y, X) + geometry
       -> preprocess_case (transpose, crop, normalise, resample; the plan's own code path)
       -> sliding window per fold (Gaussian tiles, mirroring TTA), logits averaged over the folds
+         (:meth:`ConfigurationPredictor.logits`: the one place that runs the networks; its *members*,
+         every (fold, mirror) pair's own logits, go to a :class:`MemberSink` when one is given)
       -> softmax (sigmoid per region) -> revert_preprocessing (resample to the native spacing, undo
          crop and transpose)
       -> probabilities (K, Z, Y, X) on the case's own voxel grid
@@ -20,10 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -32,14 +35,14 @@ from autoseg.contracts.plans import Plans
 from autoseg.data.cascade import one_hot_previous
 from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
-from autoseg.inference.model import TrainedConfiguration, _folds_of, load_fold_network
-from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
+from autoseg.inference.model import TrainedConfiguration, folds_of, load_fold_network
+from autoseg.inference.sliding_window import WindowOptions, sliding_window
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
 from autoseg.preprocessing.preprocess import preprocess_case, revert_preprocessing
 from autoseg.preprocessing.previous_stage import to_preprocessed_grid
 
-__all__ = ["ConfigurationPredictor", "PredictOptions"]
+__all__ = ["ConfigurationPredictor", "MemberSink", "PredictOptions", "Ready"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,31 @@ class PredictOptions:
     tile_batch: int | None = None
     backend: str = "torch"
     resample: str = "auto"
+
+
+class MemberSink(Protocol):
+    """What consumes a prediction's members (:mod:`autoseg.inference.uncertainty`'s statistics)."""
+
+    def add(self, fold: int, mirror: int, logits: torch.Tensor) -> None:
+        """One member's logits (K, *spatial) float32; valid only during the call (do not keep it)."""
+
+    def maps(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Maps (C, *spatial) on the device of the members' mean probabilities (K, *spatial)."""
+        ...
+
+
+class Ready(NamedTuple):
+    """A case's prediction ready for :func:`~autoseg.inference.writer.export_prediction`.
+
+    ``probabilities`` (K, ...) and ``maps`` (the sink's, or None) are each either in the plan's space
+    or already on the native grid before un-cropping; ``properties`` and ``maps_properties`` say which
+    (see :meth:`ConfigurationPredictor.export_ready`).
+    """
+
+    probabilities: np.ndarray
+    properties: dict
+    maps: np.ndarray | None = None
+    maps_properties: dict | None = None
 
 
 class ConfigurationPredictor:
@@ -165,6 +193,12 @@ class ConfigurationPredictor:
         self.sizers = [
             BatchSizer(fixed, max_items=max(8 * copies, 64), probe_items=probe) for _ in self.networks
         ]
+        self.window = WindowOptions(
+            step_size=options.step_size,
+            mirror_axes=self.mirror_axes or (),
+            device=device,
+            amp=options.amp and device.type == "cuda",
+        )
 
     @property
     def num_channels(self) -> int:
@@ -185,32 +219,39 @@ class ConfigurationPredictor:
             data = np.concatenate([data, previous]).astype(np.float32, copy=False)
         return data, properties
 
-    def logits(self, data: np.ndarray, output_device: torch.device | str = "cpu") -> torch.Tensor:
-        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32)."""
+    def logits(
+        self,
+        data: np.ndarray,
+        output_device: torch.device | str = "cpu",
+        members: MemberSink | None = None,
+    ) -> torch.Tensor:
+        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32).
+
+        Args:
+            members: also receives every member's logits, each (fold, mirror) pair's (or each fold's
+                without TTA); the returned logits are the same with or without it, bit for bit: the
+                same forward passes in the same batches, summed in the same order.
+        """
         tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-        kwargs: dict[str, Any] = {
-            "step_size": self.options.step_size,
-            "mirror_axes": self.mirror_axes,
-            "device": self.device,
-            "amp": self.options.amp and self.device.type == "cuda",
-            "output_device": output_device,
-        }
         total: torch.Tensor | None = None
         with torch.inference_mode():
-            for network, sizer in zip(self.networks, self.sizers, strict=True):
-                out = self._one(network, tensor, {**kwargs, "batch_size": sizer})
+            for index, (network, sizer) in enumerate(zip(self.networks, self.sizers, strict=True)):
+                options = replace(self.window, batch=sizer, output_device=output_device)
+                hook = functools.partial(members.add, index) if members is not None else None
+                out = sliding_window(network, tensor, self.patch_size, self.num_classes, options, hook)
                 total = out if total is None else total.add_(out)
             assert total is not None
             return total.div_(len(self.networks))
 
-    def export_ready(self, data: np.ndarray, properties: dict) -> tuple[np.ndarray, dict]:
-        """Probabilities of ``data`` and the properties for :func:`revert_preprocessing`.
+    def export_ready(self, data: np.ndarray, properties: dict, members: MemberSink | None = None) -> Ready:
+        """Probabilities of ``data`` (and the maps of ``members``), with the properties for reverting them.
 
         With the torch resampler the logits, their softmax (sigmoid for regions) and the resampling to
         the native spacing stay on the device; the result is already on the native grid (before
         un-cropping), and the returned properties say so (``target_spacing`` = ``spacing``), so that
         reverting only pastes and transposes. Otherwise the probabilities (K, Z', Y', X') are in the
-        plan's space.
+        plan's space. The maps take the same way as the probabilities, after them, so that the
+        probabilities never depend on whether maps were asked for.
         """
         mode = self.options.resample
         if mode not in ("auto", "torch", "scipy"):
@@ -218,16 +259,29 @@ class ConfigurationPredictor:
         use_torch = mode == "torch" or (mode == "auto" and self.device.type == "cuda")
         activate = self.plans.labels.activate  # softmax, or sigmoid per region
         if not use_torch:
-            return activate(self.logits(data)).numpy(), properties
-        logits = self.logits(data, output_device=self.device)
+            probs = activate(self.logits(data, members=members))
+            plan_maps = members.maps(probs).numpy() if members is not None else None
+            return Ready(probs.numpy(), properties, plan_maps, properties)
+        logits = self.logits(data, output_device=self.device, members=members)
         try:
-            return self._resample_on_device(activate(logits), properties)
+            probs = activate(logits)
+            probabilities, props = self._resample_on_device(probs, properties)
         except torch.cuda.OutOfMemoryError:
             log.warning("out of GPU memory resampling to the native spacing; resampling on the CPU")
-            probs = activate(logits.cpu()).numpy()
-            del logits
+            probs = activate(logits.cpu())
+            probabilities, props = probs.numpy(), properties
             torch.cuda.empty_cache()
-            return probs, properties
+        del logits
+        if members is None:
+            return Ready(probabilities, props)
+        maps = members.maps(probs)  # after the probabilities: they never depend on the maps
+        try:
+            native_maps, maps_props = self._resample_on_device(maps.to(self.device), properties)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("out of GPU memory resampling the uncertainty maps; resampling them on the CPU")
+            native_maps, maps_props = maps.cpu().numpy(), properties
+            torch.cuda.empty_cache()
+        return Ready(probabilities, props, native_maps, maps_props)
 
     def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
         from autoseg.inference.resample_torch import resample_to_shape_torch
@@ -242,17 +296,12 @@ class ConfigurationPredictor:
         out = resample_to_shape_torch(probs, shape, orders).cpu().numpy()
         return out, {**properties, "target_spacing": list(native)}
 
-    def _one(
-        self, network: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor, kwargs: dict[str, Any]
-    ) -> torch.Tensor:
-        if len(self.patch_size) == 2:
-            return predict_volume_2d(network, tensor, self.patch_size, self.num_classes, **kwargs)
-        return predict_sliding_window(network, tensor, self.patch_size, self.num_classes, **kwargs)
-
     def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
-        probs, props = self.export_ready(data, properties)
-        return revert_preprocessing(probs, props, regions=self.plans.labels.has_regions)
+        ready = self.export_ready(data, properties)
+        return revert_preprocessing(
+            ready.probabilities, ready.properties, regions=self.plans.labels.has_regions
+        )
 
     def predict(self, name: str, images: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""
@@ -268,7 +317,7 @@ def _previous_stage(
     assert previous is not None
     folder = trained.folder.parent / previous
     plans_file = folder / "plans.json"
-    folds = _folds_of(folder)
+    folds = folds_of(folder)
     if not plans_file.is_file() or not folds:
         raise FileNotFoundError(
             f"{trained.name} needs its previous stage {previous}, but {folder} holds no trained model: "

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
 from autoseg.inference.predictor import ConfigurationPredictor
-from autoseg.inference.uncertainty import HIGH_ENTROPY, UncertaintyMaps, member_kind
+from autoseg.inference.uncertainty import HIGH_ENTROPY, MemberStatistics, UncertaintyMaps, member_kind
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
 from autoseg.io.nonfinite import count_nonfinite, describe, replace_nonfinite
@@ -226,17 +226,23 @@ def _summary(
 def _probabilities(
     predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any
 ) -> tuple[list[tuple[np.ndarray, dict]], list[tuple[np.ndarray, dict]] | None]:
-    """Per configuration the probabilities and the case's properties, and the uncertainty maps when asked."""
-    if maps_writer is None:
-        return [
-            p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
-        ], None
-    both = [maps_writer.logits_and_maps(p, data) for p, (data, _) in zip(predictors, prepared, strict=True)]
-    probs = [
-        (p.plans.labels.activate(lg).numpy(), props)
-        for p, (lg, _), (_, props) in zip(predictors, both, prepared, strict=True)
+    """Per configuration the probabilities and the case's properties, and the uncertainty maps when asked.
+
+    Both come from the same prediction (:meth:`ConfigurationPredictor.export_ready`); the maps from
+    the members it hands to a :class:`MemberStatistics`, which leaves the probabilities unchanged.
+    """
+    ready = [
+        p.export_ready(data, props, MemberStatistics(p.plans.labels) if maps_writer is not None else None)
+        for p, (data, props) in zip(predictors, prepared, strict=True)
     ]
-    return probs, [(m, props) for (_, m), (_, props) in zip(both, prepared, strict=True)]
+    probs = [(r.probabilities, r.properties) for r in ready]
+    if maps_writer is None:
+        return probs, None
+    maps = []
+    for r in ready:
+        assert r.maps is not None and r.maps_properties is not None  # a sink was given
+        maps.append((r.maps, r.maps_properties))
+    return probs, maps
 
 
 def _since(t0: float) -> float:
