@@ -193,9 +193,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "torchscript", "onnxruntime", "openvino"],
+        choices=["torch", "torch-export", "onnxruntime", "openvino", "torchscript"],
         help="run the networks with torch (the reference) or an export checked against it (CPU; "
-        "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript)",
+        "exported beside each checkpoint on first use, or by export-model --onnx/--torch-export); "
+        "torchscript: removed (torch.jit is deprecated), use torch-export",
     )
     p.add_argument(
         "--resample",

@@ -56,7 +56,7 @@ class PredictOptions:
         tta: mirroring test-time augmentation over the axes the model was trained to mirror.
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
-        backend: torch (the reference), torchscript, onnxruntime or openvino
+        backend: torch (the reference), torch-export, onnxruntime or openvino
             (:mod:`autoseg.inference.backends`; the last three on the CPU).
         resample: how probabilities go back to the native spacing: ``torch`` (on the device,
             :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
