@@ -217,6 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--uncertainty",
         action="store_true",
-        help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
+        help="also write uncertainty/<case>_entropy and _disagreement maps (members: every fold and TTA mirror; "
+        "the masks are those of a run without it)",
     )
     p.set_defaults(func=cmd_predict)

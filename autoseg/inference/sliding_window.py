@@ -248,7 +248,7 @@ def _predict_stack(
     tile_weight = weight.div_(len(flips))  # the mean over flips folded into the weight
     # each mirror's own sum (host memory: the device's memory, hence its batch sizing, is unchanged)
     members = torch.zeros((len(flips), *logits.shape)) if with_members and len(flips) > 1 else None
-    member_weight = tile_weight.cpu()  # the same tensor on the CPU
+    member_weight = tile_weight.cpu() if members is not None else tile_weight
     mirror_of = {dims: m for m, dims in enumerate(flips)}
     autocast = torch.autocast(device.type) if options.amp else nullcontext()
     bar = None
