@@ -47,7 +47,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> float:
 
 def _model(out: Path, cases: int, heldout: int, shape: list[int]) -> tuple[Path, Path]:
     from autoseg.cli import main
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     def spec(num: int, seed: int) -> SyntheticSpec:
         size = (shape[0], shape[1], shape[2])

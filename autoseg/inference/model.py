@@ -37,7 +37,14 @@ from autoseg.contracts import Architecture, LabelManager, Plans
 from autoseg.io.checkpoints import load_checkpoint
 from autoseg.nets.factory import build_network
 
-__all__ = ["ModelFolder", "TrainedConfiguration", "fold_names", "folds_of", "load_fold_network", "open_model"]
+__all__ = [
+    "ModelFolder",
+    "TrainedConfiguration",
+    "fold_names",
+    "load_fold_network",
+    "open_model",
+    "trained_folds",
+]
 
 CHECKPOINTS = ("final", "best", "latest")
 
@@ -78,12 +85,12 @@ class ModelFolder:
     def configurations(self) -> list[str]:
         """Configurations of these plans with at least one trained fold."""
         base = self.root / self.plans_name
-        return sorted(p.parent.name for p in base.glob("*/plans.json") if folds_of(p.parent))
+        return sorted(p.parent.name for p in base.glob("*/plans.json") if trained_folds(p.parent))
 
     def configuration(self, name: str) -> TrainedConfiguration:
         """The trained configuration ``name``; FileNotFoundError listing the trained ones otherwise."""
         folder = self.root / self.plans_name / name
-        folds = folds_of(folder)
+        folds = trained_folds(folder)
         if not (folder / "plans.json").is_file() or not folds:
             raise FileNotFoundError(
                 f"{folder} holds no trained {name!r} model (plans.json and fold_k/checkpoint_*.pt); "
@@ -93,8 +100,7 @@ class ModelFolder:
         return TrainedConfiguration(name=name, folder=folder, plans=plans, folds=folds)
 
 
-def folds_of(folder: Path) -> tuple[str, ...]:
-    """The fold names (``0``, ``1``, ..., ``all``) under ``folder`` that hold a checkpoint, in order."""
+def trained_folds(folder: Path) -> tuple[str, ...]:
     folds = [p.name[len("fold_") :] for p in folder.glob("fold_*") if any(p.glob("checkpoint_*.pt"))]
     return tuple(sorted(folds, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f)))
 

@@ -14,7 +14,7 @@ from autoseg.contracts.plans import Plans
 from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
 from autoseg.inference.sliding_window import WindowOptions, mirror_count, sliding_window
 from autoseg.inference.uncertainty import MemberStatistics, entropy_map
-from autoseg.synthetic_labels import generate_regions_dataset
+from autoseg.synthetic.labels import generate_regions_dataset
 
 
 def _net(dims: int, seed: int, channels: int = 1, gain: float = 1.0) -> torch.nn.Module:

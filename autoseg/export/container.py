@@ -67,7 +67,7 @@ Written by `autoseg export-model --container`; options: python3 entrypoint.py --
 import sys
 from pathlib import Path
 
-from autoseg.inference.container import entrypoint_main
+from autoseg.export.container import entrypoint_main
 
 if __name__ == "__main__":
     raise SystemExit(entrypoint_main(sys.argv[1:], default_model=Path(__file__).with_name("model.zip")))
@@ -146,8 +146,8 @@ def _parser(default_model: Path | None) -> argparse.ArgumentParser:
 
 def entrypoint_main(argv: Sequence[str], default_model: Path | None = None) -> int:
     """The container's entrypoint (see the module docstring); 0 when every case was segmented."""
+    from autoseg.export.model_card import card_summary, read_model_card
     from autoseg.inference.model import open_model
-    from autoseg.inference.model_card import card_summary, read_model_card
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
     from autoseg.utils.device import pick_device
@@ -172,7 +172,7 @@ def entrypoint_main(argv: Sequence[str], default_model: Path | None = None) -> i
         cases = _cases(args.input, list(predictors[0].plans.channel_names.values()))
         spec = None
         if selection.get("postprocessing"):
-            from autoseg.evaluation.postprocess import PostprocessingSpec
+            from autoseg.postprocessing.components import PostprocessingSpec
 
             spec = PostprocessingSpec.from_dict(selection["postprocessing"])
         loaded = time.perf_counter() - start
