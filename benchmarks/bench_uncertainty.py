@@ -37,9 +37,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent.parent
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> float:
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Seconds of ``cmd`` run in ``cwd`` (not the repository: ``-m`` puts the cwd first on sys.path)."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -82,6 +83,12 @@ def main() -> int:
     shutil.rmtree(args.out, ignore_errors=True)
     model, inputs = _model(args.out, args.cases, args.heldout, args.shape)
     trees = {"this": HERE, "before": args.before.resolve()}
+    for tree, src in trees.items():  # each tree's own package is the one imported
+        probe = [sys.executable, "-c", "import autoseg; print(autoseg.__file__)"]
+        env = dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
+        found = subprocess.run(probe, env=env, cwd=args.out, capture_output=True, text=True).stdout.strip()
+        if not found.startswith(str(src)):
+            raise SystemExit(f"{tree}: autoseg imported from {found}, not {src}")
     seconds: dict[str, dict[str, list[float]]] = {t: {"plain": [], "uncertainty": []} for t in trees}
     for r in range(args.repeat):
         for tree in list(trees) if r % 2 == 0 else list(reversed(trees)):
