@@ -17,7 +17,8 @@ Usage::
 
     git -C /work/main archive main | tar -x -C /tmp/before     # the version to compare with
     .venv/bin/python benchmarks/bench_uncertainty.py --before /tmp/before [--repeat 3] \
-        [--cases 4] [--heldout 3] [--shape 48 64 64] [--out benchmarks/work/bench_uncertainty]
+        [--cases 4] [--heldout 3] [--shape 48 64 64] [--out benchmarks/work/bench_uncertainty] \
+        [--model RESULTS/DatasetX --inputs IMAGES]   # an already trained model (its fold 0) instead
 """
 
 from __future__ import annotations
@@ -78,10 +79,16 @@ def main() -> int:
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--heldout", type=int, default=3)
     p.add_argument("--shape", type=int, nargs=3, default=[48, 64, 64])
+    p.add_argument("--model", type=Path, default=None, help="a trained model folder to use instead (fold 0)")
+    p.add_argument("--inputs", type=Path, default=None, help="with --model: the images to predict")
     p.add_argument("--out", type=Path, default=HERE / "benchmarks" / "work" / "bench_uncertainty")
     args = p.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
-    model, inputs = _model(args.out, args.cases, args.heldout, args.shape)
+    args.out.mkdir(parents=True)
+    if args.model is not None and args.inputs is not None:
+        model, inputs = args.model.resolve(), args.inputs.resolve()
+    else:
+        model, inputs = _model(args.out, args.cases, args.heldout, args.shape)
     trees = {"this": HERE, "before": args.before.resolve()}
     for tree, src in trees.items():  # each tree's own package is the one imported
         probe = [sys.executable, "-c", "import autoseg; print(autoseg.__file__)"]
@@ -97,10 +104,9 @@ def main() -> int:
                 out = args.out / f"{tree}_{mode}_{r}"
                 cmd = [sys.executable, "-m", "autoseg", "predict", "-i", str(inputs), "-o", str(out)]
                 cmd += ["-m", str(model), "-c", "3d_fullres", "-f", "0", "--device", "cpu"]
-                seconds[tree][mode].append(
-                    _run(cmd + (["--uncertainty"] if mode == "uncertainty" else []), env)
-                )
-    result = {"shape": args.shape, "cases": args.heldout, "repeat": args.repeat, "trees": {}}
+                cmd += ["--uncertainty"] if mode == "uncertainty" else []
+                seconds[tree][mode].append(_run(cmd, env, args.out))
+    result = {"model": str(model), "inputs": str(inputs), "repeat": args.repeat, "trees": {}}
     for tree in trees:
         med = {mode: statistics.median(v) for mode, v in seconds[tree].items()}
         same = all(

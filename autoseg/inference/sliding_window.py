@@ -221,29 +221,11 @@ def _predict_stack(
     """
     device = torch.device(options.device)
     flips = _mirror_dims(options.mirror_axes)
-    spatial = tuple(images.shape[2:])
-    padded_size = [max(s, p) for s, p in zip(spatial, patch_size, strict=True)]
-    before = [(p - s) // 2 for s, p in zip(spatial, padded_size, strict=True)]
-    pad = [
-        v
-        for b, s, p in reversed(list(zip(before, spatial, padded_size, strict=True)))
-        for v in (b, p - s - b)
-    ]
-    padded = F.pad(images.to(device, torch.float32), pad) if any(pad) else images.to(device, torch.float32)
+    padded, crop = _padded(images.to(device, torch.float32), patch_size)
+    padded_size = list(padded.shape[2:])
 
-    weight = (
-        gaussian_importance(patch_size, device=results_device)
-        if options.gaussian
-        else torch.ones(tuple(patch_size), device=results_device)
-    )
+    tiles, weight, weight_sum = _tiles(padded_size, patch_size, options, results_device)
     logits = torch.zeros((images.shape[0], num_classes, *padded_size), device=results_device)
-    weight_sum = torch.zeros(padded_size, device=results_device)
-    tiles = [
-        tuple(slice(s, s + p) for s, p in zip(starts, patch_size, strict=True))
-        for starts in itertools.product(*compute_tile_starts(padded_size, patch_size, options.step_size))
-    ]
-    for tile in tiles:
-        weight_sum[tile] += weight
     items: list[Item] = [(n, tile, dims) for tile in tiles for n in range(images.shape[0]) for dims in flips]
     tile_weight = weight.div_(len(flips))  # the mean over flips folded into the weight
     # each mirror's own sum (host memory: the device's memory, hence its batch sizing, is unchanged)
@@ -273,11 +255,43 @@ def _predict_stack(
     if bar is not None:
         bar.close()
     logits /= weight_sum  # in place: no second full-size buffer on the device
-    crop = (slice(None), slice(None), *(slice(b, b + s) for b, s in zip(before, spatial, strict=True)))
     if members is not None:
         members.mul_(len(flips)).div_(weight_sum.cpu())  # each mirror's weighted mean
         members = members[(slice(None), *crop)]
     return logits[crop].to(options.output_device), members
+
+
+def _tiles(
+    size: Sequence[int], patch_size: Sequence[int], options: WindowOptions, device: torch.device
+) -> tuple[list[tuple[slice, ...]], Tensor, Tensor]:
+    """(the tiles of an image of ``size``, the weight of a tile, the summed weights of every voxel)."""
+    weight = (
+        gaussian_importance(patch_size, device=device)
+        if options.gaussian
+        else torch.ones(tuple(patch_size), device=device)
+    )
+    weight_sum = torch.zeros(tuple(size), device=device)
+    tiles = [
+        tuple(slice(s, s + p) for s, p in zip(starts, patch_size, strict=True))
+        for starts in itertools.product(*compute_tile_starts(size, patch_size, options.step_size))
+    ]
+    for tile in tiles:
+        weight_sum[tile] += weight
+    return tiles, weight, weight_sum
+
+
+def _padded(images: Tensor, patch_size: Sequence[int]) -> tuple[Tensor, tuple[slice, ...]]:
+    """``images`` (N, C, *spatial) zero-padded, centred, to at least the patch; the crop that undoes it."""
+    spatial = tuple(images.shape[2:])
+    padded_size = [max(s, p) for s, p in zip(spatial, patch_size, strict=True)]
+    before = [(p - s) // 2 for s, p in zip(spatial, padded_size, strict=True)]
+    pad = [
+        v
+        for b, s, p in reversed(list(zip(before, spatial, padded_size, strict=True)))
+        for v in (b, p - s - b)
+    ]
+    crop = (slice(None), slice(None), *(slice(b, b + s) for b, s in zip(before, spatial, strict=True)))
+    return (F.pad(images, pad) if any(pad) else images), crop
 
 
 def _flip(x: Tensor, dims: tuple[int, ...]) -> Tensor:
