@@ -37,6 +37,7 @@ from autoseg.contracts.plans import Plans
 from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, trained_folds
+from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
 from autoseg.inference.sliding_window import WindowOptions, sliding_window
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
@@ -282,6 +283,40 @@ class ConfigurationPredictor:
             native_maps, maps_props = maps.cpu().numpy(), properties
             torch.cuda.empty_cache()
         return Ready(probabilities, props, native_maps, maps_props)
+
+    def compact_output(
+        self, data: np.ndarray, properties: dict, members: MemberSink | None = None
+    ) -> tuple[np.ndarray, dict, bool, tuple[np.ndarray, dict] | None]:
+        """What the streaming exporter needs of ``data``: ``(array, properties, activated, maps)``.
+
+        Where the resampling to the native spacing runs on the CPU, the fold-averaged logits in the
+        network's grid (the exporter activates and resamples them slab by slab,
+        :func:`autoseg.inference.native.native_segmentation`), ``activated`` False: float32, or, where
+        those would pass :data:`~autoseg.inference.native.COMPACT_ABOVE_BYTES` (and the outputs are a
+        softmax), float16 shifted by the per-voxel maximum (:func:`~autoseg.inference.native.
+        compact_logits`; logged). On the torch resampler (a GPU), :meth:`export_ready`'s native-grid
+        probabilities, True. ``maps``: ``members``' maps and their properties (None without members);
+        the array is the same with or without them.
+        """
+        mode = self.options.resample
+        if mode == "torch" or (mode == "auto" and self.device.type == "cuda"):
+            ready = self.export_ready(data, properties, members)
+            maps = (ready.maps, ready.maps_properties) if ready.maps is not None else None
+            return ready.probabilities, ready.properties, True, maps  # type: ignore[return-value]
+        if mode not in ("auto", "scipy"):
+            raise ValueError(f"resample={mode!r}: choose auto, torch or scipy")
+        logits = self.logits(data, members=members)
+        plan_maps = None
+        if members is not None:
+            plan_maps = (members.maps(self.plans.labels.activate(logits)).numpy(), properties)
+        if logits.numel() * 4 <= COMPACT_ABOVE_BYTES or self.plans.labels.has_regions:
+            return logits.numpy(), properties, False, plan_maps
+        log.info(
+            "holding %s logits %s as shifted float16 until exported",
+            properties.get("case"),
+            tuple(logits.shape),
+        )
+        return compact_logits(logits), properties, False, plan_maps
 
     def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
         from autoseg.inference.resample_torch import resample_to_shape_torch
