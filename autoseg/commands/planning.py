@@ -14,7 +14,10 @@ from autoseg.commands.common import add_allow_nonfinite, compose_config, dataset
 
 log = logging.getLogger("autoseg")
 #: Trainer keys that plans.json's run record leaves out (each fold's run.json has them).
-TRAINING_ONLY = ("loss", "optimizer", "amp_dtype", "max_nonfinite_steps", "augment_on")
+TRAINING_ONLY = (
+    *("loss", "optimizer", "amp_dtype", "max_nonfinite_steps", "augment_on"),
+    *("loggers", "mlflow_tracking_uri", "mlflow_experiment"),
+)
 
 
 def _planner(cfg: Any, args: argparse.Namespace) -> Any:

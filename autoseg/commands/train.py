@@ -104,7 +104,7 @@ def train_one(args: argparse.Namespace) -> int:
     """Train (or validate) one fold here; under torchrun, as this process's rank."""
     from autoseg.commands.config import to_plain
     from autoseg.training.distributed import DistributedContext, process_group, rank_device, report_failure
-    from autoseg.training.setup import train_fold, validate_only
+    from autoseg.training.setup import resume_after_restart, train_fold, validate_only
     from autoseg.utils.device import pick_device
 
     cfg = compose_config(args, [f"trainer={args.trainer}"])
@@ -127,9 +127,8 @@ def train_one(args: argparse.Namespace) -> int:
         logging.getLogger("autoseg").setLevel(logging.WARNING)  # rank 0 speaks for all
     try:
         with process_group(ctx, device):
-            state = train_fold(
-                spec, trainer, device, resume=args.resume, config=to_plain(cfg), distributed=ctx
-            )
+            resume = resume_after_restart(spec, ctx, args.resume)  # torchrun --max-restarts resumes
+            state = train_fold(spec, trainer, device, resume=resume, config=to_plain(cfg), distributed=ctx)
     except Exception as err:
         if not ctx.enabled:
             raise

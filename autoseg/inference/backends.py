@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from autoseg.utils.files import atomic_path
+from autoseg.utils.lookup import unknown_name
 
 __all__ = ["BACKENDS", "EXPORTS", "REMOVED", "ExportError", "export_network", "load_runner"]
 
@@ -282,11 +283,7 @@ def load_runner(
     if backend in REMOVED:
         raise ValueError(f"--backend {backend}: {REMOVED[backend]}")
     if backend not in BACKENDS:
-        import difflib
-
-        near = difflib.get_close_matches(backend, BACKENDS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown backend {backend!r}{hint} (valid: {', '.join(BACKENDS)})")
+        raise ValueError(unknown_name("backend", backend, BACKENDS))
     if backend == "torch":
         return network
     if device.type != "cpu":

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from autoseg.contracts import Architecture, LabelManager, Plans
+from autoseg.contracts.selection import Selection
 from autoseg.io.checkpoints import load_checkpoint
 from autoseg.nets.factory import build_network
 
@@ -80,7 +81,7 @@ class ModelFolder:
     root: Path
     plans_name: str
     dataset: dict[str, Any] | None  # dataset.json, when present
-    selection: dict[str, Any] | None  # selection.json, when present
+    selection: Selection | None  # selection.json, when present
 
     def configurations(self) -> list[str]:
         """Configurations of these plans with at least one trained fold."""
@@ -107,6 +108,10 @@ def trained_folds(folder: Path) -> tuple[str, ...]:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _read_selection(path: Path) -> Selection | None:
+    return Selection.load(path) if path.is_file() else None
 
 
 def _plans_names(root: Path) -> list[str]:
@@ -169,7 +174,9 @@ def open_model(path: str | os.PathLike[str], plans_name: str | None = None) -> I
             root=root,
             plans_name=name,
             dataset=_read_json(root / "dataset.json"),
-            selection=_read_json(root / "selection.json"),
+            selection=Selection.load(root / "selection.json")
+            if (root / "selection.json").is_file()
+            else None,
         )
 
 

@@ -19,12 +19,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.io.images import Geometry
 from autoseg.preprocessing.crop import paste_into
@@ -67,23 +67,22 @@ def compact_logits(logits: torch.Tensor) -> np.ndarray:
     return shifted.to(torch.float16).numpy()
 
 
-def _orders(properties: Mapping[str, Any]) -> tuple[int, ...]:
-    res = properties["resampling"]
-    order = int(res["probabilities_order"])
-    order_z = int(res.get("probabilities_order_z", res["data_order_z"]))
-    threshold = float(res["separate_z_anisotropy_threshold"])
-    return axis_orders(properties["target_spacing"], properties["spacing"], order, order_z, threshold)
+def _orders(properties: CaseProperties) -> tuple[int, ...]:
+    res = properties.resampling
+    order, order_z = res.probabilities_orders
+    threshold = res.separate_z_anisotropy_threshold
+    return axis_orders(list(properties.target_spacing), list(properties.spacing), order, order_z, threshold)
 
 
 class _Member:
     """One configuration's network-grid array and how its rows map onto the native (cropped) grid."""
 
-    def __init__(self, array: np.ndarray, properties: Mapping[str, Any]) -> None:
+    def __init__(self, array: np.ndarray, properties: CaseProperties) -> None:
         self.array = array
-        self.cropped = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+        self.cropped = [int(s) for s in properties.shape_after_cropping_and_before_resampling]
         if array.ndim != len(self.cropped) + 1:
             raise ValueError(
-                f"{properties.get('case', 'case')}: expected (K, {len(self.cropped)} spatial axes), "
+                f"{properties.case or 'case'}: expected (K, {len(self.cropped)} spatial axes), "
                 f"got shape {array.shape}"
             )
         self.orders = _orders(properties)
@@ -136,7 +135,7 @@ def _outside_value(num_channels: int, labels: LabelManager | None) -> tuple[int,
 
 
 def native_segmentation(
-    members: Sequence[tuple[np.ndarray, Mapping[str, Any]]],
+    members: Sequence[tuple[np.ndarray, CaseProperties]],
     labels: LabelManager | None = None,
     activated: bool = True,
     slab_bytes: int = DEFAULT_SLAB_BYTES,
@@ -163,7 +162,7 @@ def native_segmentation(
         raise ValueError("native_segmentation needs at least one member")
     first_props = members[0][1]
     for _, props in members[1:]:
-        bad = [k for k in _SAME_KEYS if list(props[k]) != list(first_props[k])]
+        bad = [k for k in _SAME_KEYS if getattr(props, k) != getattr(first_props, k)]
         if bad:
             raise ValueError(f"the ensemble's members differ in {bad}; they must come from the same case")
     parts = [_Member(np.asarray(a) if not isinstance(a, np.ndarray) else a, p) for a, p in members]
@@ -182,10 +181,10 @@ def native_segmentation(
         seg[r0:r1] = _segment(probs, labels)
         del probs
     out = paste_into(
-        seg, first_props["bbox_used_for_cropping"], first_props["shape_before_cropping"], outside
+        seg, first_props.bbox_used_for_cropping, list(first_props.shape_before_cropping), outside
     )
-    out = out.transpose(list(first_props["transpose_backward"]))
-    geometry = Geometry.from_json(first_props["geometry"])
+    out = out.transpose(list(first_props.transpose_backward))
+    geometry = Geometry.from_json(dict(first_props.geometry))
     if geometry.ndim == len(cropped) - 1:  # a 2D image, carried as (1, Y, X)
         out = out[0]
     if tuple(out.shape) != geometry.shape:

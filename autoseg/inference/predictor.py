@@ -33,6 +33,7 @@ import torch
 
 from autoseg.cascade.encoding import one_hot_previous
 from autoseg.cascade.previous_stage import to_preprocessed_grid
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.plans import Plans
 from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
@@ -96,9 +97,9 @@ class Ready(NamedTuple):
     """
 
     probabilities: np.ndarray
-    properties: dict
+    properties: CaseProperties
     maps: np.ndarray | None = None
-    maps_properties: dict | None = None
+    maps_properties: CaseProperties | None = None
 
 
 class ConfigurationPredictor:
@@ -136,8 +137,13 @@ class ConfigurationPredictor:
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
+            if [int(p) for p in meta.get("patch_size", patch)] != patch:
+                raise ValueError(
+                    f"{path} was trained with patch_size {list(meta['patch_size'])}, but "
+                    f"{trained.folder / 'plans.json'} says {patch}; restore the plans.json the fold was "
+                    "trained with (a trainer.patch_size is recorded there), or retrain the fold"
+                )
             networks.append(load_runner(path, network, meta, options.backend, device))
-            patch = [int(p) for p in meta.get("patch_size", patch)]
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
         if not networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
@@ -205,7 +211,9 @@ class ConfigurationPredictor:
     def num_channels(self) -> int:
         return self.plans.num_channels
 
-    def preprocess(self, name: str, images: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, dict]:
+    def preprocess(
+        self, name: str, images: np.ndarray, geometry: Geometry
+    ) -> tuple[np.ndarray, CaseProperties]:
         """(data (C, Z', Y', X') in the plan's space, properties for reverting it)."""
         if images.shape[0] != self.num_channels:
             raise ValueError(
@@ -244,7 +252,9 @@ class ConfigurationPredictor:
             assert total is not None
             return total.div_(len(self.networks))
 
-    def export_ready(self, data: np.ndarray, properties: dict, members: MemberSink | None = None) -> Ready:
+    def export_ready(
+        self, data: np.ndarray, properties: CaseProperties, members: MemberSink | None = None
+    ) -> Ready:
         """Probabilities of ``data`` (and the maps of ``members``), with the properties for reverting them.
 
         With the torch resampler the logits, their softmax (sigmoid for regions) and the resampling to
@@ -285,8 +295,8 @@ class ConfigurationPredictor:
         return Ready(probabilities, props, native_maps, maps_props)
 
     def compact_output(
-        self, data: np.ndarray, properties: dict, members: MemberSink | None = None
-    ) -> tuple[np.ndarray, dict, bool, tuple[np.ndarray, dict] | None]:
+        self, data: np.ndarray, properties: CaseProperties, members: MemberSink | None = None
+    ) -> tuple[np.ndarray, CaseProperties, bool, tuple[np.ndarray, CaseProperties] | None]:
         """What the streaming exporter needs of ``data``: ``(array, properties, activated, maps)``.
 
         Where the resampling to the native spacing runs on the CPU, the fold-averaged logits in the
@@ -313,25 +323,26 @@ class ConfigurationPredictor:
             return logits.numpy(), properties, False, plan_maps
         log.info(
             "holding %s logits %s as shifted float16 until exported",
-            properties.get("case"),
+            properties.case,
             tuple(logits.shape),
         )
         return compact_logits(logits), properties, False, plan_maps
 
-    def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
+    def _resample_on_device(
+        self, probs: torch.Tensor, properties: CaseProperties
+    ) -> tuple[np.ndarray, CaseProperties]:
         from autoseg.inference.resample_torch import resample_to_shape_torch
         from autoseg.preprocessing.resample import axis_orders
 
-        res = properties["resampling"]
-        order = res["probabilities_order"]
-        order_z = res.get("probabilities_order_z", res["data_order_z"])
-        current, native = properties["target_spacing"], properties["spacing"]
-        orders = axis_orders(current, native, order, order_z, res["separate_z_anisotropy_threshold"])
-        shape = properties["shape_after_cropping_and_before_resampling"]
+        res = properties.resampling
+        order, order_z = res.probabilities_orders
+        current, native = list(properties.target_spacing), list(properties.spacing)
+        orders = axis_orders(current, native, order, order_z, res.separate_z_anisotropy_threshold)
+        shape = list(properties.shape_after_cropping_and_before_resampling)
         out = resample_to_shape_torch(probs, shape, orders).cpu().numpy()
-        return out, {**properties, "target_spacing": list(native)}
+        return out, properties.at_native_spacing()
 
-    def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
+    def probabilities(self, data: np.ndarray, properties: CaseProperties) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
         ready = self.export_ready(data, properties)
         return revert_preprocessing(

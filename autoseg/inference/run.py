@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
 from autoseg.inference.memory import peak_rss_mib, predict_memory_estimate
@@ -80,7 +81,7 @@ def check_nonfinite(case: InputCase, images: np.ndarray, nonfinite: float | None
 
 def _finish(
     case: InputCase,
-    probs_per_config: list[tuple[np.ndarray, dict]],
+    probs_per_config: list[tuple[np.ndarray, CaseProperties]],
     geometry: Geometry,
     output: Path,
     postprocessing: Any,
@@ -239,7 +240,7 @@ def _summary(
 
 def _probabilities(
     predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any, keep_probabilities: bool
-) -> tuple[list[tuple[np.ndarray, dict]], list[tuple[np.ndarray, dict]] | None, bool]:
+) -> tuple[list[tuple[np.ndarray, CaseProperties]], list[tuple[np.ndarray, CaseProperties]] | None, bool]:
     """Per configuration the network's output and the case's properties, the uncertainty maps when asked,
     and whether the outputs are probabilities (False: float16 logits for the streaming exporter).
 
@@ -268,7 +269,9 @@ def _probabilities(
     return [(a, props) for a, props, _, _ in outputs], maps, outputs[0][2]
 
 
-def _maps_of(maps: np.ndarray | None, properties: dict | None) -> tuple[np.ndarray, dict] | None:
+def _maps_of(
+    maps: np.ndarray | None, properties: CaseProperties | None
+) -> tuple[np.ndarray, CaseProperties] | None:
     return (maps, properties) if maps is not None and properties is not None else None
 
 
@@ -283,7 +286,7 @@ def _estimate(
     case: InputCase,
     predictors: Sequence[ConfigurationPredictor],
     prepared: list,
-    outputs: list[tuple[np.ndarray, dict]],
+    outputs: list[tuple[np.ndarray, CaseProperties]],
     keep_probabilities: bool,
 ) -> dict[str, int]:
     """The case's memory estimate (:mod:`autoseg.inference.memory`), logged."""

@@ -31,13 +31,14 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.io.images import Geometry, write_image
 from autoseg.preprocessing.preprocess import revert_preprocessing
@@ -126,7 +127,7 @@ class UncertaintyMaps:
         self,
         name: str,
         ending: str,
-        maps: Sequence[tuple[np.ndarray, Mapping[str, Any]]],
+        maps: Sequence[tuple[np.ndarray, CaseProperties]],
         seg: np.ndarray,
         geometry: Geometry,
         output: Path,

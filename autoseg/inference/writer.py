@@ -3,13 +3,14 @@ the final validation of training (both call :func:`export_prediction`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.native import DEFAULT_SLAB_BYTES, native_segmentation
 from autoseg.io.images import Geometry, write_image
@@ -25,7 +26,7 @@ __all__ = ["export_prediction"]
 def export_prediction(
     name: str,
     ending: str,
-    probs_per_config: Sequence[tuple[np.ndarray, Mapping[str, Any]]],
+    probs_per_config: Sequence[tuple[np.ndarray, CaseProperties]],
     geometry: Geometry,
     output: Path,
     postprocessing: Any = None,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoseg.utils.files import write_json
+from autoseg.utils.stats import mean_dice
 
 __all__ = ["FoldJob", "fold_mean_dice", "summary_table", "write_summary"]
 
@@ -38,8 +39,7 @@ def fold_mean_dice(output: Path) -> float | None:
     except (OSError, ValueError):
         return None
     values = list(mean.values()) if isinstance(mean, dict) else [mean]
-    numbers = [float(v) for v in values if isinstance(v, int | float)]
-    return sum(numbers) / len(numbers) if numbers else None
+    return mean_dice(v for v in values if isinstance(v, int | float))
 
 
 def summary_table(jobs: Sequence[FoldJob]) -> str:

@@ -45,9 +45,7 @@ def _predictor(
     options = PredictOptions(
         tta=cfg.tta_mirroring, step_size=cfg.step_size, amp=cfg.amp, resample="auto" if native else "scipy"
     )
-    return ConfigurationPredictor.from_networks(
-        spec.plans, spec.configuration, [network], device, options, cfg.patch_size or None
-    )
+    return ConfigurationPredictor.from_networks(spec.plans, spec.configuration, [network], device, options)
 
 
 def _draw(raw_root: Path, name: str, ending: str, seg: np.ndarray, names: dict[int, str], out: Path) -> None:
@@ -90,7 +88,7 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
             if cascade is not None:
                 image = with_previous(image, maps[name], cascade)
             ready = predictor.export_ready(image, properties)
-            geometry = Geometry.from_json(properties["geometry"])
+            geometry = Geometry.from_json(dict(properties.geometry))
             seg_native, _ = export_prediction(
                 name,
                 ending,

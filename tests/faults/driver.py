@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.presets import easy_spec, fast_overrides
+
 TIMEOUT_S = 300
 
 
@@ -147,15 +149,7 @@ def elapsed(fn: Any) -> tuple[Any, float]:
 
 
 TRAIN = [
-    "--trainer",
-    "quick",
-    "trainer.epochs=2",
-    "trainer.iterations_per_epoch=3",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.deterministic=true",
-    "trainer.final_validation=false",
-    "trainer.seed=3",
+    *fast_overrides(epochs=2, iterations_per_epoch=3, deterministic=True, final_validation=False, seed=3),
     "--device",
     "cpu",
 ]
@@ -171,15 +165,11 @@ class Scenario:
 
     @classmethod
     def create(cls, root: Path, seed: int = 5) -> Scenario:
-        from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+        from autoseg.synthetic.dataset import generate_dataset
 
-        easy: dict[str, Any] = {"classes": 1, "shape": (16, 24, 24), "noise": 0.05, "distractors": False}
-        raw = generate_dataset(
-            root / "raw" / "Dataset970_Faults", SyntheticSpec(num_cases=4, seed=seed, **easy), 1
-        )
-        heldout = generate_dataset(
-            root / "raw" / "Dataset971_Heldout", SyntheticSpec(num_cases=2, seed=seed + 1, **easy), 1
-        )
+        small = {"shape": (16, 24, 24)}  # the easy task, smaller
+        raw = generate_dataset(root / "raw" / "Dataset970_Faults", easy_spec(4, seed, **small), 1)
+        heldout = generate_dataset(root / "raw" / "Dataset971_Heldout", easy_spec(2, seed + 1, **small), 1)
         return cls(root, raw, heldout / "imagesTr")
 
     def roots(self, tag: str, pre: str | None = None) -> list[str]:

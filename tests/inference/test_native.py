@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from autoseg.contracts.case import DEFAULT_RESAMPLING, CaseProperties
 from autoseg.contracts.labels import LabelManager
-from autoseg.contracts.plans import DEFAULT_RESAMPLING
 from autoseg.inference.native import compact_logits, native_segmentation, slab_rows
 from autoseg.io.images import Geometry
 from autoseg.preprocessing.preprocess import revert_preprocessing
@@ -17,26 +17,28 @@ from autoseg.preprocessing.preprocess import revert_preprocessing
 
 def properties(
     network: tuple[int, ...], cropped: tuple[int, ...], full: tuple[int, ...], transpose: list[int]
-) -> dict[str, Any]:
+) -> CaseProperties:
     """A case's properties: cropped to ``cropped`` inside ``full`` (transposed), network grid ``network``."""
     backward = [int(a) for a in np.argsort(transpose)]
     spacing = [1.0 * c / n for c, n in zip(network, cropped, strict=True)]  # native mm when the target is 1
     start = [(f - c) // 2 for f, c in zip(full, cropped, strict=True)]
     native_shape = tuple(full[a] for a in backward)
     geometry = Geometry(native_shape, tuple(1.0 for _ in full), (0.0,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1))
-    return {
-        "case": "c",
-        "geometry": geometry.to_json(),
-        "transpose_forward": transpose,
-        "transpose_backward": backward,
-        "shape_before_cropping": list(full),
-        "bbox_used_for_cropping": [[s, s + c] for s, c in zip(start, cropped, strict=True)],
-        "shape_after_cropping_and_before_resampling": list(cropped),
-        "shape_after_resampling": list(network),
-        "spacing": spacing,
-        "target_spacing": [1.0, 1.0, 1.0],
-        "resampling": dict(DEFAULT_RESAMPLING),
-    }
+    return CaseProperties.from_dict(
+        {
+            "case": "c",
+            "geometry": geometry.to_json(),
+            "transpose_forward": transpose,
+            "transpose_backward": backward,
+            "shape_before_cropping": list(full),
+            "bbox_used_for_cropping": [[s, s + c] for s, c in zip(start, cropped, strict=True)],
+            "shape_after_cropping_and_before_resampling": list(cropped),
+            "shape_after_resampling": list(network),
+            "spacing": spacing,
+            "target_spacing": [1.0, 1.0, 1.0],
+            "resampling": dict(DEFAULT_RESAMPLING),
+        }
+    )
 
 
 def smooth_logits(num_classes: int, shape: tuple[int, ...], seed: int, width: int = 5) -> np.ndarray:
@@ -107,7 +109,7 @@ def test_compact_float16_logits_keep_the_mask() -> None:
 def test_ensemble_regions_and_class_values() -> None:
     props = properties((8, 12, 12), (20, 24, 22), (22, 26, 22), [0, 1, 2])
     # an ensemble of two members with different network grids averages native probabilities
-    other = {**props, "shape_after_resampling": [10, 12, 12], "spacing": [10 / 20, 12 / 24, 12 / 22]}
+    other = replace(props, shape_after_resampling=(10, 12, 12), spacing=(10 / 20, 12 / 24, 12 / 22))
     labels = LabelManager.from_labels({"background": 0, "a": 3, "b": 7})  # class values, not 0..K-1
     members = [(smooth_logits(3, (8, 12, 12), 2), props), (smooth_logits(3, (10, 12, 12), 3), other)]
     out = native_segmentation(members, labels, activated=False, slab_bytes=1)
@@ -124,7 +126,7 @@ def test_ensemble_regions_and_class_values() -> None:
 
 def test_members_of_different_cases_are_refused() -> None:
     a = properties((8, 12, 12), (20, 24, 22), (22, 26, 22), [0, 1, 2])
-    b = {**a, "bbox_used_for_cropping": [[0, 20], [0, 24], [0, 22]]}
+    b = replace(a, bbox_used_for_cropping=((0, 20), (0, 24), (0, 22)))
     logits = smooth_logits(2, (8, 12, 12), 5)
     with pytest.raises(ValueError, match="bbox_used_for_cropping"):
         native_segmentation([(logits, a), (logits, b)])
