@@ -290,7 +290,7 @@ def _estimate(
     keep_probabilities: bool,
 ) -> dict[str, int]:
     """The case's memory estimate (:mod:`autoseg.inference.memory`), logged."""
-    native_shape = prepared[0][1]["shape_before_cropping"]
+    native_shape = prepared[0][1].shape_before_cropping
     channels = predictors[0].num_channels if predictors else 1
     largest = max((data.shape for data, _ in prepared), key=lambda s: int(np.prod(s)))
     weights = sum(_weights_bytes(n) for p in predictors for n in p.networks)
