@@ -58,7 +58,7 @@ Usage::
         [--mem-interval 0.5] [--out benchmarks/work/bench_predict] [--json-out FILE] \
         [--models-dir DIR] [--keep]
 
-Variants (issue 15): ``--backends torch onnxruntime openvino torchscript`` runs ``autoseg predict
+Variants (issue 15): ``--backends torch onnxruntime openvino torch-export`` runs ``autoseg predict
 --backend B`` for each (``autoseg-B``; the export is made in the untimed warm-up run);
 ``--baseline-src DIR`` adds ``autoseg-base``, the autoseg of another source tree (e.g. ``git archive
 <commit> autoseg conf | tar -x -C DIR``) on ``PYTHONPATH``, for before/after comparisons;
@@ -97,7 +97,7 @@ DEFAULT_NNUNET_VENV = HERE / ".nnunet-venv"
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "Dataset004_Hippocampus"
 CONFIGURATION = "3d_fullres"
 TOOLS: tuple[str, ...] = ("nnunet", "autoseg")  # set in main(): the variants of this run
-BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino")
+BACKENDS = ("torch", "torch-export", "onnxruntime", "openvino")
 
 
 def label(tool: str) -> str:

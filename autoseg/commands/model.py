@@ -89,12 +89,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER or --hub FOLDER (or several)")
     cfg = compose_config(args)
     root = dataset_root(args.dataset, cfg)
+    if args.torchscript or args.container_backend == "torchscript":
+        from autoseg.inference.backends import REMOVED
+
+        flag = "--torchscript" if args.torchscript else "--container-backend torchscript"
+        raise ValueError(f"{flag}: {REMOVED['torchscript']} (--torch-export)")
     from autoseg.commands.preflight import check_export
 
     dataset_json = check_export(None, [], None, args.checkpoint, [], root / "dataset.json")
-    kinds = [k for k, on in (("onnx", args.onnx), ("torchscript", args.torchscript)) if on]
+    kinds = [k for k, on in (("onnx", args.onnx), ("torch-export", args.torch_export)) if on]
     if args.container is not None:  # the container's backend runs an export made and checked here
-        need = {"onnxruntime": "onnx", "openvino": "onnx", "torchscript": "torchscript"}.get(
+        need = {"onnxruntime": "onnx", "openvino": "onnx", "torch-export": "torch-export"}.get(
             args.container_backend
         )
         kinds += [need] if need and need not in kinds else []
@@ -181,7 +186,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="final", choices=["final", "best", "latest"])
     p.add_argument("--plans-name", default=None)
     p.add_argument("--onnx", action="store_true", help="also export each fold as ONNX (checked, cached)")
-    p.add_argument("--torchscript", action="store_true", help="also export each fold as TorchScript")
+    p.add_argument(
+        "--torch-export",
+        action="store_true",
+        help="also export each fold with torch.export (a .pt2 for --backend torch-export; checked, cached)",
+    )
+    p.add_argument(
+        "--torchscript", action="store_true", help="removed (torch.jit is deprecated): use --torch-export"
+    )
     p.add_argument(
         "--container",
         default=None,
@@ -190,8 +202,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--container-backend",
         default="torch",
-        choices=["torch", "torchscript", "onnxruntime", "openvino"],
-        help="the backend the container predicts with",
+        choices=["torch", "torch-export", "onnxruntime", "openvino", "torchscript"],
+        help="the backend the container predicts with (torchscript: removed, use torch-export)",
     )
     p.add_argument(
         "--hub",

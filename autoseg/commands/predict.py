@@ -166,9 +166,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "torchscript", "onnxruntime", "openvino"],
+        choices=["torch", "torch-export", "onnxruntime", "openvino", "torchscript"],
         help="run the networks with torch (the reference) or an export checked against it (CPU; "
-        "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript)",
+        "exported beside each checkpoint on first use, or by export-model --onnx/--torch-export); "
+        "torchscript: removed (torch.jit is deprecated), use torch-export",
     )
     p.add_argument(
         "--resample",
@@ -189,7 +190,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--uncertainty",
         action="store_true",
-        help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
+        help="also write uncertainty/<case>_entropy and _disagreement maps (members: every fold and "
+        "TTA mirror; the masks are those of a run without it)",
     )
     p.add_argument(
         "--strict",

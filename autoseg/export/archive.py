@@ -9,7 +9,7 @@ The archive unpacks to a model root (see :mod:`autoseg.inference.model`)::
     <plans>/<config>/plans.json
     <plans>/<config>/cv_summary.json    when present
     <plans>/<config>/fold_<k>/checkpoint_<final|best|latest>.pt
-    <plans>/<config>/fold_<k>/checkpoint_<...>.onnx|.ts (+ .json)   with --onnx / --torchscript
+    <plans>/<config>/fold_<k>/checkpoint_<...>.onnx|.pt2 (+ .json) with --onnx / --torch-export
     model_card.json, MODEL_CARD.md      the model card (:mod:`autoseg.export.model_card`)
 
 No absolute path is stored; ``autoseg predict -m model.zip`` works on any machine.
@@ -87,7 +87,7 @@ def export_model(
         checkpoint: final, best or latest.
         dataset_json: the raw dataset's dataset.json (default: the model root's, if any).
         versions: library versions to record.
-        exports: exported networks to include (``onnx``, ``torchscript``; made beforehand by
+        exports: exported networks to include (``onnx``, ``torch-export``; made beforehand by
             :func:`autoseg.export.networks.export_fold_networks`, whose records go in
             ``export_records`` and the model card).
     """

@@ -1,4 +1,4 @@
-"""``autoseg export-model --onnx / --torchscript``: export and check every fold of a model, once.
+"""``autoseg export-model --onnx / --torch-export``: export and check every fold of a model, once.
 
 Each fold's network is exported beside its checkpoint by :func:`autoseg.inference.backends.export_network`
 (cached by the checkpoint's sha256). The argmax check runs on a real case when the raw dataset is
@@ -70,7 +70,7 @@ def export_fold_networks(
     kinds: Sequence[str],
     raw: Path | None,
 ) -> list[dict[str, Any]]:
-    """Export every chosen fold as each of ``kinds`` (onnx, torchscript); their export records."""
+    """Export every chosen fold as each of ``kinds`` (onnx, torch-export); their export records."""
     records = []
     needed = list(configurations)  # a cascade stage's previous stage is exported with it
     for name in needed:

@@ -1,13 +1,19 @@
-"""Run a fold's network with torch, TorchScript, onnxruntime or OpenVINO; export it once and check it.
+"""Run a fold's network with torch, a torch.export program, onnxruntime or OpenVINO; export it once, checked.
 
-``autoseg export-model --onnx`` / ``--torchscript`` (and ``autoseg predict --backend`` on first use)
+``autoseg export-model --onnx`` / ``--torch-export`` (and ``autoseg predict --backend`` on first use)
 export each fold's network next to its checkpoint::
 
     fold_0/checkpoint_final.pt
     fold_0/checkpoint_final.onnx        (onnxruntime and OpenVINO read this)
-    fold_0/checkpoint_final.ts          (TorchScript, torch.jit.trace + freeze)
+    fold_0/checkpoint_final.pt2         (``torch.export.export`` with a dynamic batch axis, saved by
+                                        ``torch.export.save``; the ``torch-export`` backend runs it)
     fold_0/checkpoint_final.onnx.json   the export record: sha256 of the checkpoint and of the
                                         export, the equivalence check, the versions
+
+TorchScript (``torch.jit``) is deprecated by torch (2.13 warns on every use): ``--backend torchscript``
+and ``--torchscript`` now stop with a message naming ``torch-export``. A ``.pt2`` is loaded with
+``torch.export.load``, which unpickles; it is loaded only after its sha256 matches the record written
+when it was made and checked (the record lives in the model folder, beside the checkpoint).
 
 An export is reused while the checkpoint's sha256 still matches its record; otherwise it is made
 again. Every export is checked before it is kept: the maximum absolute difference of the logits
@@ -45,13 +51,18 @@ from torch import Tensor, nn
 from autoseg.utils.files import atomic_path
 from autoseg.utils.lookup import unknown_name
 
-__all__ = ["BACKENDS", "EXPORTS", "ExportError", "export_network", "load_runner"]
+__all__ = ["BACKENDS", "EXPORTS", "REMOVED", "ExportError", "export_network", "load_runner"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino")
-EXPORTS = {"onnx": ".onnx", "torchscript": ".ts"}
-BACKEND_EXPORT = {"torchscript": "torchscript", "onnxruntime": "onnx", "openvino": "onnx"}
+BACKENDS = ("torch", "torch-export", "onnxruntime", "openvino")
+EXPORTS = {"onnx": ".onnx", "torch-export": ".pt2"}
+BACKEND_EXPORT = {"torch-export": "torch-export", "onnxruntime": "onnx", "openvino": "onnx"}
+#: What replaced a removed backend or export, for the message that names it.
+REMOVED = {
+    "torchscript": "TorchScript (torch.jit) is deprecated by torch since 2.13 and no longer made here; "
+    "use torch-export (torch.export, a .pt2 beside each checkpoint), onnxruntime or openvino"
+}
 EXTRAS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "onnx": "onnx"}
 MAX_ABS_DIFF = 1e-3
 MIN_DICE = 0.999
@@ -96,10 +107,12 @@ def _export_file(network: nn.Module, example: Tensor, kind: str, path: Path) -> 
                     dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
                     dynamo=False,
                 )
-        else:
-            traced = torch.jit.freeze(torch.jit.trace(network, example))
-            with atomic_path(path, suffix=".ts") as tmp:
-                torch.jit.save(traced, str(tmp))
+        else:  # the batch axis dynamic (the example has 2 items: a size-1 axis would be specialised)
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            program = torch.export.export(network, (torch.cat([example, example]),),
+                                          dynamic_shapes=({0: batch},))  # fmt: skip
+            with atomic_path(path, suffix=".pt2") as tmp:
+                torch.export.save(program, str(tmp))
 
 
 def _sample(shape: tuple[int, ...], seed: int) -> Tensor:
@@ -154,13 +167,15 @@ def export_network(
         checkpoint: the fold's ``checkpoint_*.pt``.
         network: its network in eval mode on the CPU (:func:`~autoseg.inference.model.load_fold_network`).
         meta: the checkpoint's metadata (``in_channels``, ``patch_size``).
-        kind: ``onnx`` or ``torchscript``.
+        kind: ``onnx`` or ``torch-export``.
         sample: a real preprocessed case (1, C, *patch) for the argmax check, if available.
         force: export again even if a matching record exists.
 
     Raises:
         ExportError: the export differs from torch beyond the tolerances (nothing is kept).
     """
+    if kind in REMOVED:
+        raise ValueError(f"export {kind!r}: {REMOVED[kind]}")
     if kind not in EXPORTS:
         raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORTS)}")
     path = checkpoint.with_suffix(EXPORTS[kind])
@@ -173,7 +188,7 @@ def export_network(
     shape = (int(meta["in_channels"]), *(int(p) for p in meta["patch_size"]))
     network = network.to("cpu").eval()
     _export_file(network, torch.zeros(1, *shape), kind, path)
-    runner = _open(path, kind if kind == "torchscript" else "onnxruntime")
+    runner = _open(path, kind if kind == "torch-export" else "onnxruntime")
     check = check_equivalence(network, runner, shape, sample)
     if not check["ok"]:
         path.unlink(missing_ok=True)
@@ -223,11 +238,25 @@ class _NumpyRunner:
         return f"<{self.name} session>"
 
 
+class _ProgramRunner:
+    """A loaded torch.export program, called like the network; not an ``nn.Module``, since exported
+    programs are traced in eval mode and refuse ``.train()`` / ``.eval()`` (which the sliding window
+    calls on modules)."""
+
+    def __init__(self, module: Callable[[Tensor], Tensor]) -> None:
+        self.module = module
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.module(x.to("cpu", torch.float32))
+
+    def __repr__(self) -> str:
+        return "<torch.export program>"
+
+
 def _open(path: Path, backend: str) -> Callable[[Tensor], Tensor]:
     threads = torch.get_num_threads()
-    if backend == "torchscript":
-        module = torch.jit.load(str(path), map_location="cpu")  # frozen: already in eval mode
-        return lambda x: module(x)
+    if backend == "torch-export":
+        return _ProgramRunner(torch.export.load(str(path)).module())
     if backend == "onnxruntime":
         ort = _require("onnxruntime", "--backend onnxruntime")
         options = ort.SessionOptions()
@@ -252,6 +281,8 @@ def load_runner(
     ``torch`` returns ``network`` itself; the others export it first if there is no matching export
     (see the module docstring). They run on the CPU: another ``device`` is an error.
     """
+    if backend in REMOVED:
+        raise ValueError(f"--backend {backend}: {REMOVED[backend]}")
     if backend not in BACKENDS:
         raise ValueError(unknown_name("backend", backend, BACKENDS))
     if backend == "torch":

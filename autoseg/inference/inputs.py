@@ -18,7 +18,7 @@ import numpy as np
 from autoseg.inference.cases import InputCase, stack_channels
 from autoseg.io.images import Geometry, file_ending, read_image
 
-__all__ = ["InputCase", "discover_inputs", "stack_channels"]
+__all__ = ["IMAGE_ENDINGS", "InputCase", "discover_inputs", "file_case", "stack_channels"]
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".gipl.gz", ".gipl")
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -29,6 +29,7 @@ def _load_channels(files: tuple[Path, ...]) -> tuple[np.ndarray, Geometry]:
 
 
 def file_case(path: Path, num_channels: int) -> InputCase:
+    """One image file as a case of a one-channel model, named after the file (``_0000`` dropped)."""
     ending = file_ending(path)
     if num_channels != 1:
         raise ValueError(

@@ -39,7 +39,14 @@ from autoseg.io.checkpoints import load_checkpoint
 from autoseg.io.problems import alias_path
 from autoseg.nets.factory import build_network
 
-__all__ = ["ModelFolder", "TrainedConfiguration", "load_fold_network", "open_model"]
+__all__ = [
+    "ModelFolder",
+    "TrainedConfiguration",
+    "fold_names",
+    "load_fold_network",
+    "open_model",
+    "trained_folds",
+]
 
 CHECKPOINTS = ("final", "best", "latest")
 

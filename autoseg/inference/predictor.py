@@ -5,6 +5,8 @@ One case through one configuration (:class:`ConfigurationPredictor`):
     images (C, Z, Y, X) + geometry
       -> preprocess_case (transpose, crop, normalise, resample; the plan's own code path)
       -> sliding window per fold (Gaussian tiles, mirroring TTA), logits averaged over the folds
+         (:meth:`ConfigurationPredictor.logits`: the one place that runs the networks; its *members*,
+         every (fold, mirror) pair's own logits, go to a :class:`MemberSink` when one is given)
       -> softmax (sigmoid per region) -> revert_preprocessing (resample to the native spacing, undo
          crop and transpose)
       -> probabilities (K, Z, Y, X) on the case's own voxel grid
@@ -20,10 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -36,12 +39,12 @@ from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, trained_folds
 from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
-from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
+from autoseg.inference.sliding_window import WindowOptions, sliding_window
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
 from autoseg.preprocessing.preprocess import preprocess_case, revert_preprocessing
 
-__all__ = ["ConfigurationPredictor", "PredictOptions"]
+__all__ = ["ConfigurationPredictor", "MemberSink", "PredictOptions", "Ready"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class PredictOptions:
         tta: mirroring test-time augmentation over the axes the model was trained to mirror.
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
-        backend: torch (the reference), torchscript, onnxruntime or openvino
+        backend: torch (the reference), torch-export, onnxruntime or openvino
             (:mod:`autoseg.inference.backends`; the last three on the CPU).
         resample: how probabilities go back to the native spacing: ``torch`` (on the device,
             :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
@@ -72,6 +75,31 @@ class PredictOptions:
     tile_batch: int | None = None
     backend: str = "torch"
     resample: str = "auto"
+
+
+class MemberSink(Protocol):
+    """What consumes a prediction's members (:mod:`autoseg.inference.uncertainty`'s statistics)."""
+
+    def add(self, fold: int, mirror: int, logits: torch.Tensor) -> None:
+        """One member's logits (K, *spatial) float32; valid only during the call (do not keep it)."""
+
+    def maps(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Maps (C, *spatial) on the device of the members' mean probabilities (K, *spatial)."""
+        ...
+
+
+class Ready(NamedTuple):
+    """A case's prediction ready for :func:`~autoseg.inference.writer.export_prediction`.
+
+    ``probabilities`` (K, ...) and ``maps`` (the sink's, or None) are each either in the plan's space
+    or already on the native grid before un-cropping; ``properties`` and ``maps_properties`` say which
+    (see :meth:`ConfigurationPredictor.export_ready`).
+    """
+
+    probabilities: np.ndarray
+    properties: CaseProperties
+    maps: np.ndarray | None = None
+    maps_properties: CaseProperties | None = None
 
 
 class ConfigurationPredictor:
@@ -172,6 +200,12 @@ class ConfigurationPredictor:
         self.sizers = [
             BatchSizer(fixed, max_items=max(8 * copies, 64), probe_items=probe) for _ in self.networks
         ]
+        self.window = WindowOptions(
+            step_size=options.step_size,
+            mirror_axes=self.mirror_axes or (),
+            device=device,
+            amp=options.amp and device.type == "cuda",
+        )
 
     @property
     def num_channels(self) -> int:
@@ -194,32 +228,41 @@ class ConfigurationPredictor:
             data = np.concatenate([data, previous]).astype(np.float32, copy=False)
         return data, properties
 
-    def logits(self, data: np.ndarray, output_device: torch.device | str = "cpu") -> torch.Tensor:
-        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32)."""
+    def logits(
+        self,
+        data: np.ndarray,
+        output_device: torch.device | str = "cpu",
+        members: MemberSink | None = None,
+    ) -> torch.Tensor:
+        """Logits (K, Z', Y', X') of preprocessed data, averaged over the folds (float32).
+
+        Args:
+            members: also receives every member's logits, each (fold, mirror) pair's (or each fold's
+                without TTA); the returned logits are the same with or without it, bit for bit: the
+                same forward passes in the same batches, summed in the same order.
+        """
         tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-        kwargs: dict[str, Any] = {
-            "step_size": self.options.step_size,
-            "mirror_axes": self.mirror_axes,
-            "device": self.device,
-            "amp": self.options.amp and self.device.type == "cuda",
-            "output_device": output_device,
-        }
         total: torch.Tensor | None = None
         with torch.inference_mode():
-            for network, sizer in zip(self.networks, self.sizers, strict=True):
-                out = self._one(network, tensor, {**kwargs, "batch_size": sizer})
+            for index, (network, sizer) in enumerate(zip(self.networks, self.sizers, strict=True)):
+                options = replace(self.window, batch=sizer, output_device=output_device)
+                hook = functools.partial(members.add, index) if members is not None else None
+                out = sliding_window(network, tensor, self.patch_size, self.num_classes, options, hook)
                 total = out if total is None else total.add_(out)
             assert total is not None
             return total.div_(len(self.networks))
 
-    def export_ready(self, data: np.ndarray, properties: CaseProperties) -> tuple[np.ndarray, CaseProperties]:
-        """Probabilities of ``data`` and the properties for :func:`revert_preprocessing`.
+    def export_ready(
+        self, data: np.ndarray, properties: CaseProperties, members: MemberSink | None = None
+    ) -> Ready:
+        """Probabilities of ``data`` (and the maps of ``members``), with the properties for reverting them.
 
         With the torch resampler the logits, their softmax (sigmoid for regions) and the resampling to
         the native spacing stay on the device; the result is already on the native grid (before
         un-cropping), and the returned properties say so (``target_spacing`` = ``spacing``), so that
         reverting only pastes and transposes. Otherwise the probabilities (K, Z', Y', X') are in the
-        plan's space.
+        plan's space. The maps take the same way as the probabilities, after them, so that the
+        probabilities never depend on whether maps were asked for.
         """
         mode = self.options.resample
         if mode not in ("auto", "torch", "scipy"):
@@ -227,21 +270,34 @@ class ConfigurationPredictor:
         use_torch = mode == "torch" or (mode == "auto" and self.device.type == "cuda")
         activate = self.plans.labels.activate  # softmax, or sigmoid per region
         if not use_torch:
-            return activate(self.logits(data)).numpy(), properties
-        logits = self.logits(data, output_device=self.device)
+            probs = activate(self.logits(data, members=members))
+            plan_maps = members.maps(probs).numpy() if members is not None else None
+            return Ready(probs.numpy(), properties, plan_maps, properties)
+        logits = self.logits(data, output_device=self.device, members=members)
         try:
-            return self._resample_on_device(activate(logits), properties)
+            probs = activate(logits)
+            probabilities, props = self._resample_on_device(probs, properties)
         except torch.cuda.OutOfMemoryError:
             log.warning("out of GPU memory resampling to the native spacing; resampling on the CPU")
-            probs = activate(logits.cpu()).numpy()
-            del logits
+            probs = activate(logits.cpu())
+            probabilities, props = probs.numpy(), properties
             torch.cuda.empty_cache()
-            return probs, properties
+        del logits
+        if members is None:
+            return Ready(probabilities, props)
+        maps = members.maps(probs)  # after the probabilities: they never depend on the maps
+        try:
+            native_maps, maps_props = self._resample_on_device(maps.to(self.device), properties)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("out of GPU memory resampling the uncertainty maps; resampling them on the CPU")
+            native_maps, maps_props = maps.cpu().numpy(), properties
+            torch.cuda.empty_cache()
+        return Ready(probabilities, props, native_maps, maps_props)
 
     def compact_output(
-        self, data: np.ndarray, properties: CaseProperties
-    ) -> tuple[np.ndarray, CaseProperties, bool]:
-        """What the streaming exporter needs of ``data``: ``(array, properties, activated)``.
+        self, data: np.ndarray, properties: CaseProperties, members: MemberSink | None = None
+    ) -> tuple[np.ndarray, CaseProperties, bool, tuple[np.ndarray, CaseProperties] | None]:
+        """What the streaming exporter needs of ``data``: ``(array, properties, activated, maps)``.
 
         Where the resampling to the native spacing runs on the CPU, the fold-averaged logits in the
         network's grid (the exporter activates and resamples them slab by slab,
@@ -249,23 +305,28 @@ class ConfigurationPredictor:
         those would pass :data:`~autoseg.inference.native.COMPACT_ABOVE_BYTES` (and the outputs are a
         softmax), float16 shifted by the per-voxel maximum (:func:`~autoseg.inference.native.
         compact_logits`; logged). On the torch resampler (a GPU), :meth:`export_ready`'s native-grid
-        probabilities, True.
+        probabilities, True. ``maps``: ``members``' maps and their properties (None without members);
+        the array is the same with or without them.
         """
         mode = self.options.resample
         if mode == "torch" or (mode == "auto" and self.device.type == "cuda"):
-            probs, props = self.export_ready(data, properties)
-            return probs, props, True
+            ready = self.export_ready(data, properties, members)
+            maps = (ready.maps, ready.maps_properties) if ready.maps is not None else None
+            return ready.probabilities, ready.properties, True, maps  # type: ignore[return-value]
         if mode not in ("auto", "scipy"):
             raise ValueError(f"resample={mode!r}: choose auto, torch or scipy")
-        logits = self.logits(data)
+        logits = self.logits(data, members=members)
+        plan_maps = None
+        if members is not None:
+            plan_maps = (members.maps(self.plans.labels.activate(logits)).numpy(), properties)
         if logits.numel() * 4 <= COMPACT_ABOVE_BYTES or self.plans.labels.has_regions:
-            return logits.numpy(), properties, False
+            return logits.numpy(), properties, False, plan_maps
         log.info(
             "holding %s logits %s as shifted float16 until exported",
             properties.case,
             tuple(logits.shape),
         )
-        return compact_logits(logits), properties, False
+        return compact_logits(logits), properties, False, plan_maps
 
     def _resample_on_device(
         self, probs: torch.Tensor, properties: CaseProperties
@@ -281,17 +342,12 @@ class ConfigurationPredictor:
         out = resample_to_shape_torch(probs, shape, orders).cpu().numpy()
         return out, properties.at_native_spacing()
 
-    def _one(
-        self, network: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor, kwargs: dict[str, Any]
-    ) -> torch.Tensor:
-        if len(self.patch_size) == 2:
-            return predict_volume_2d(network, tensor, self.patch_size, self.num_classes, **kwargs)
-        return predict_sliding_window(network, tensor, self.patch_size, self.num_classes, **kwargs)
-
     def probabilities(self, data: np.ndarray, properties: CaseProperties) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
-        probs, props = self.export_ready(data, properties)
-        return revert_preprocessing(probs, props, regions=self.plans.labels.has_regions)
+        ready = self.export_ready(data, properties)
+        return revert_preprocessing(
+            ready.probabilities, ready.properties, regions=self.plans.labels.has_regions
+        )
 
     def predict(self, name: str, images: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Probabilities (K, *geometry.shape) of a raw case (C, Z, Y, X) on its own voxel grid."""

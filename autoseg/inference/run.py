@@ -32,7 +32,7 @@ from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
 from autoseg.inference.memory import peak_rss_mib, predict_memory_estimate
 from autoseg.inference.predictor import ConfigurationPredictor
-from autoseg.inference.uncertainty import HIGH_ENTROPY, UncertaintyMaps, member_kind
+from autoseg.inference.uncertainty import HIGH_ENTROPY, MemberStatistics, UncertaintyMaps, member_kind
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
 from autoseg.io.nonfinite import count_nonfinite, describe, replace_nonfinite
@@ -242,38 +242,37 @@ def _probabilities(
     predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any, keep_probabilities: bool
 ) -> tuple[list[tuple[np.ndarray, CaseProperties]], list[tuple[np.ndarray, CaseProperties]] | None, bool]:
     """Per configuration the network's output and the case's properties, the uncertainty maps when asked,
-    and whether the outputs are probabilities (False: float16 logits for the streaming exporter)."""
-    if maps_writer is None and not keep_probabilities:  # the streaming exporter: float16 logits
-        outputs = [
-            p.compact_output(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
+    and whether the outputs are probabilities (False: float16 logits for the streaming exporter).
+
+    The outputs are the same with or without maps: the maps come from the members the same
+    prediction hands to a :class:`MemberStatistics` (:meth:`ConfigurationPredictor.logits`).
+    """
+    sinks = [MemberStatistics(p.plans.labels) if maps_writer is not None else None for p in predictors]
+    if keep_probabilities:
+        ready = [
+            p.export_ready(data, props, sink)
+            for p, (data, props), sink in zip(predictors, prepared, sinks, strict=True)
         ]
-        if len({activated for _, _, activated in outputs}) > 1:  # mixed: activate all (rare)
-            return (
-                [
-                    (
-                        a
-                        if done
-                        else p.plans.labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(),
-                        props,
-                    )
-                    for p, (a, props, done) in zip(predictors, outputs, strict=True)
-                ],
-                None,
-                True,
-            )
-        return [(a, props) for a, props, _ in outputs], None, outputs[0][2]
-    if maps_writer is None:
-        return (
-            [p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)],
-            None,
-            True,
-        )
-    both = [maps_writer.logits_and_maps(p, data) for p, (data, _) in zip(predictors, prepared, strict=True)]
-    probs = [
-        (p.plans.labels.activate(lg).numpy(), props)
-        for p, (lg, _), (_, props) in zip(predictors, both, prepared, strict=True)
-    ]
-    return probs, [(m, props) for (_, m), (_, props) in zip(both, prepared, strict=True)], True
+        outputs = [(r.probabilities, r.properties, True, _maps_of(r.maps, r.maps_properties)) for r in ready]
+    else:  # the streaming exporter: logits in the network's grid (probabilities on the torch resampler)
+        outputs = [
+            p.compact_output(data, props, sink)
+            for p, (data, props), sink in zip(predictors, prepared, sinks, strict=True)
+        ]
+    maps = [m for *_, m in outputs if m is not None] if maps_writer is not None else None
+    if len({activated for _, _, activated, _ in outputs}) > 1:  # mixed: activate all (rare)
+        activated_all = [
+            (a if done else p.plans.labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(), props)
+            for p, (a, props, done, _) in zip(predictors, outputs, strict=True)
+        ]
+        return activated_all, maps, True
+    return [(a, props) for a, props, _, _ in outputs], maps, outputs[0][2]
+
+
+def _maps_of(
+    maps: np.ndarray | None, properties: CaseProperties | None
+) -> tuple[np.ndarray, CaseProperties] | None:
+    return (maps, properties) if maps is not None and properties is not None else None
 
 
 def _timed(job: Callable[[], list[Path]]) -> tuple[list[Path], float]:

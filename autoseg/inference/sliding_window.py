@@ -24,17 +24,24 @@ back and added into the logits in place, times the Gaussian over the number of f
 
 Logits are accumulated in float32 on ``device`` (memory: K + 1 floats per voxel for a 3D image);
 when that runs out of GPU memory, the accumulation moves to the CPU and the prediction is redone.
+
+:class:`WindowOptions` holds how a window runs (step, Gaussian, mirror axes, batch, device, autocast),
+and :func:`sliding_window` is the one entry the predictor uses (a 2D patch runs slice by slice). Given
+a ``members`` hook, it also hands over each mirror's own logits (the same forward passes, the same
+batches; the mirror's outputs are added into a separate buffer in host memory, so that neither the
+averaged logits nor the GPU memory the batch sizing sees change): ``autoseg predict --uncertainty``
+measures the members' disagreement from them (:mod:`autoseg.inference.uncertainty`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +49,53 @@ from torch import Tensor, nn
 
 from autoseg.inference.batching import BatchSizer
 
-__all__ = ["compute_tile_starts", "gaussian_importance", "predict_sliding_window", "predict_volume_2d"]
+__all__ = [
+    "MemberHook",
+    "WindowOptions",
+    "compute_tile_starts",
+    "gaussian_importance",
+    "mirror_count",
+    "predict_sliding_window",
+    "predict_volume_2d",
+    "sliding_window",
+]
 
 log = logging.getLogger(__name__)
+
+#: Receives one mirror's logits: ``hook(mirror_index, logits)``, logits (K, *spatial) float32 on the
+#: CPU (or the averaged logits themselves when there is one mirror); valid only during the call.
+MemberHook = Callable[[int, Tensor], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowOptions:
+    """How :func:`sliding_window` runs a network over an image.
+
+    Attributes:
+        step_size: tile step as a fraction of the patch (0.5: tiles overlap by half).
+        mirror_axes: spatial axes (0-based) mirrored for test-time augmentation; () for none.
+        gaussian: weight tiles by :func:`gaussian_importance`; else a plain mean.
+        batch: network inputs (tiles or mirrored copies of a tile) per forward pass, or a
+            :class:`~autoseg.inference.batching.BatchSizer` that measures it.
+        device: where the network runs and the logits are accumulated.
+        amp: autocast the forward passes (float16 on CUDA, bfloat16 on CPU); accumulation stays float32.
+        output_device: where the returned logits are (``device`` keeps them there, e.g. on the GPU).
+        progress: show a tqdm bar over the forward passes.
+    """
+
+    step_size: float = 0.5
+    mirror_axes: tuple[int, ...] = ()
+    gaussian: bool = True
+    batch: int | BatchSizer = 1
+    device: torch.device | str = "cpu"
+    amp: bool = False
+    output_device: torch.device | str = "cpu"
+    progress: bool = False
+
+
+def mirror_count(mirror_axes: Sequence[int] | None) -> int:
+    """The number of mirrored copies of a tile (every flip combination): 2 ** the number of axes."""
+    return 2 ** len(set(mirror_axes or ()))
 
 
 def compute_tile_starts(
@@ -156,50 +207,34 @@ def _predict_stack(
     images: Tensor,
     patch_size: Sequence[int],
     num_classes: int,
-    step_size: float,
-    flips: list[tuple[int, ...]],
-    use_gaussian: bool,
-    device: torch.device,
-    results_device: torch.device,
+    options: WindowOptions,
     sizer: BatchSizer,
-    amp: bool,
-    progress: bool,
-    output_device: torch.device | str = "cpu",
-) -> Tensor:
-    """Logits (N, K, *spatial) of N same-sized images (N, C, *spatial).
+    results_device: torch.device,
+    with_members: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Logits (N, K, *spatial) of N same-sized images (N, C, *spatial); with ``with_members`` and
+    several mirrors also each mirror's logits (M, N, K, *spatial) on the CPU, else None.
 
     The items (every mirrored copy of every tile of every image) go through the network in
     batches of ``sizer.size()``; each output is flipped back and added, times the Gaussian divided
     by the number of flips, into the logits in place (``addcmul_``: no weighted copy).
     """
-    spatial = tuple(images.shape[2:])
-    padded_size = [max(s, p) for s, p in zip(spatial, patch_size, strict=True)]
-    before = [(p - s) // 2 for s, p in zip(spatial, padded_size, strict=True)]
-    pad = [
-        v
-        for b, s, p in reversed(list(zip(before, spatial, padded_size, strict=True)))
-        for v in (b, p - s - b)
-    ]
-    padded = F.pad(images.to(device, torch.float32), pad) if any(pad) else images.to(device, torch.float32)
+    device = torch.device(options.device)
+    flips = _mirror_dims(options.mirror_axes)
+    padded, crop = _padded(images.to(device, torch.float32), patch_size)
+    padded_size = list(padded.shape[2:])
 
-    weight = (
-        gaussian_importance(patch_size, device=results_device)
-        if use_gaussian
-        else torch.ones(tuple(patch_size), device=results_device)
-    )
+    tiles, weight, weight_sum = _tiles(padded_size, patch_size, options, results_device)
     logits = torch.zeros((images.shape[0], num_classes, *padded_size), device=results_device)
-    weight_sum = torch.zeros(padded_size, device=results_device)
-    tiles = [
-        tuple(slice(s, s + p) for s, p in zip(starts, patch_size, strict=True))
-        for starts in itertools.product(*compute_tile_starts(padded_size, patch_size, step_size))
-    ]
-    for tile in tiles:
-        weight_sum[tile] += weight
     items: list[Item] = [(n, tile, dims) for tile in tiles for n in range(images.shape[0]) for dims in flips]
     tile_weight = weight.div_(len(flips))  # the mean over flips folded into the weight
-    autocast = torch.autocast(device.type) if amp else nullcontext()
+    # each mirror's own sum (host memory: the device's memory, hence its batch sizing, is unchanged)
+    members = torch.zeros((len(flips), *logits.shape)) if with_members and len(flips) > 1 else None
+    member_weight = tile_weight.cpu() if members is not None else tile_weight
+    mirror_of = {dims: m for m, dims in enumerate(flips)}
+    autocast = torch.autocast(device.type) if options.amp else nullcontext()
     bar = None
-    if progress:
+    if options.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), desc="sliding window", unit="pass")
@@ -212,14 +247,51 @@ def _predict_stack(
             for (n, tile, dims), item in zip(batch, out, strict=True):
                 item = _flip(item.float(), dims).to(results_device)
                 logits[n][(slice(None), *tile)].addcmul_(item, tile_weight)
+                if members is not None:
+                    members[mirror_of[dims], n][(slice(None), *tile)].addcmul_(item.cpu(), member_weight)
             done += len(batch)
             if bar is not None:
                 bar.update(len(batch))
     if bar is not None:
         bar.close()
     logits /= weight_sum  # in place: no second full-size buffer on the device
-    crop = tuple(slice(b, b + s) for b, s in zip(before, spatial, strict=True))
-    return logits[(slice(None), slice(None), *crop)].to(output_device)
+    if members is not None:
+        members.mul_(len(flips)).div_(weight_sum.cpu())  # each mirror's weighted mean
+        members = members[(slice(None), *crop)]
+    return logits[crop].to(options.output_device), members
+
+
+def _tiles(
+    size: Sequence[int], patch_size: Sequence[int], options: WindowOptions, device: torch.device
+) -> tuple[list[tuple[slice, ...]], Tensor, Tensor]:
+    """(the tiles of an image of ``size``, the weight of a tile, the summed weights of every voxel)."""
+    weight = (
+        gaussian_importance(patch_size, device=device)
+        if options.gaussian
+        else torch.ones(tuple(patch_size), device=device)
+    )
+    weight_sum = torch.zeros(tuple(size), device=device)
+    tiles = [
+        tuple(slice(s, s + p) for s, p in zip(starts, patch_size, strict=True))
+        for starts in itertools.product(*compute_tile_starts(size, patch_size, options.step_size))
+    ]
+    for tile in tiles:
+        weight_sum[tile] += weight
+    return tiles, weight, weight_sum
+
+
+def _padded(images: Tensor, patch_size: Sequence[int]) -> tuple[Tensor, tuple[slice, ...]]:
+    """``images`` (N, C, *spatial) zero-padded, centred, to at least the patch; the crop that undoes it."""
+    spatial = tuple(images.shape[2:])
+    padded_size = [max(s, p) for s, p in zip(spatial, patch_size, strict=True)]
+    before = [(p - s) // 2 for s, p in zip(spatial, padded_size, strict=True)]
+    pad = [
+        v
+        for b, s, p in reversed(list(zip(before, spatial, padded_size, strict=True)))
+        for v in (b, p - s - b)
+    ]
+    crop = (slice(None), slice(None), *(slice(b, b + s) for b, s in zip(before, spatial, strict=True)))
+    return (F.pad(images, pad) if any(pad) else images), crop
 
 
 def _flip(x: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -232,35 +304,97 @@ def _run(
     images: Tensor,
     patch_size: Sequence[int],
     num_classes: int,
-    batch_size: int | BatchSizer,
-    **kwargs: Any,
-) -> Tensor:
+    options: WindowOptions,
+    with_members: bool = False,
+) -> tuple[Tensor, Tensor | None]:
     """Evaluation mode, no autograd; accumulation on the device, on the CPU after running out of memory."""
-    device = torch.device(kwargs.pop("device"))
-    sizer = batch_size if isinstance(batch_size, BatchSizer) else BatchSizer(fixed=batch_size)
+    device = torch.device(options.device)
+    batch = options.batch
+    sizer = batch if isinstance(batch, BatchSizer) else BatchSizer(fixed=batch)
     module = network if isinstance(network, nn.Module) else None
     was_training = module.training if module is not None else False
     if module is not None:
         module.eval()
+    args = (network, images, [int(p) for p in patch_size], num_classes, options, sizer)
     try:
         with torch.inference_mode():
             try:
-                return _predict_stack(
-                    network, images, patch_size, num_classes, device=device, results_device=device,
-                    sizer=sizer, **kwargs,
-                )  # fmt: skip
+                return _predict_stack(*args, results_device=device, with_members=with_members)
             except torch.cuda.OutOfMemoryError:
                 if device.type == "cpu":
                     raise
                 log.warning("out of GPU memory accumulating logits; accumulating on the CPU instead")
                 torch.cuda.empty_cache()
-                return _predict_stack(
-                    network, images, patch_size, num_classes, device=device,
-                    results_device=torch.device("cpu"), sizer=sizer, **kwargs,
-                )  # fmt: skip
+                return _predict_stack(*args, results_device=torch.device("cpu"), with_members=with_members)
     finally:
         if module is not None:
             module.train(was_training)
+
+
+def sliding_window(
+    network: Callable[[Tensor], Tensor],
+    image: Tensor,
+    patch_size: Sequence[int],
+    num_classes: int,
+    options: WindowOptions = WindowOptions(),
+    members: MemberHook | None = None,
+) -> Tensor:
+    """Logits (K, *spatial) of an image (C, *spatial) from a network trained on patches.
+
+    A patch with one axis less than the image (a 2D network on a (C, Z, Y, X) volume) runs slice by
+    slice along the first spatial axis (:func:`predict_volume_2d`); otherwise the whole image is tiled
+    (:func:`predict_sliding_window`).
+
+    Args:
+        members: called once per mirror with that mirror's own logits (see :data:`MemberHook`); their
+            mean is the returned logits up to rounding (the returned logits do not depend on it).
+    """
+    if len(patch_size) == image.ndim - 2:
+        return _volume_2d(network, image, patch_size, num_classes, options, members)
+    return _whole(network, image, patch_size, num_classes, options, members)
+
+
+def _whole(
+    network: Callable[[Tensor], Tensor],
+    image: Tensor,
+    patch_size: Sequence[int],
+    num_classes: int,
+    options: WindowOptions,
+    members: MemberHook | None,
+) -> Tensor:
+    _check_args(image, patch_size, options.step_size, options.mirror_axes, options.batch)
+    out, mirrors = _run(network, image[None], patch_size, num_classes, options, members is not None)
+    _hand_over(members, out[0], None if mirrors is None else mirrors[:, 0])
+    return out[0]
+
+
+def _volume_2d(
+    network: Callable[[Tensor], Tensor],
+    image: Tensor,
+    patch_size: Sequence[int],
+    num_classes: int,
+    options: WindowOptions,
+    members: MemberHook | None,
+) -> Tensor:
+    if image.ndim != 4:
+        raise ValueError(f"predict_volume_2d needs a (C, Z, Y, X) image, got shape {tuple(image.shape)}")
+    slices = image.permute(1, 0, 2, 3)  # (Z, C, Y, X): slices are the batch
+    _check_args(slices[0], patch_size, options.step_size, options.mirror_axes, options.batch)
+    out, mirrors = _run(network, slices, patch_size, num_classes, options, members is not None)
+    logits = out.permute(1, 0, 2, 3).contiguous()
+    _hand_over(members, logits, None if mirrors is None else mirrors.permute(0, 2, 1, 3, 4))
+    return logits
+
+
+def _hand_over(members: MemberHook | None, mean: Tensor, mirrors: Tensor | None) -> None:
+    """Each mirror's logits to the hook; with one mirror, the logits themselves."""
+    if members is None:
+        return
+    if mirrors is None:
+        members(0, mean)
+        return
+    for m in range(mirrors.shape[0]):
+        members(m, mirrors[m])
 
 
 def predict_sliding_window(
@@ -277,7 +411,7 @@ def predict_sliding_window(
     progress: bool = False,
     output_device: torch.device | str = "cpu",
 ) -> Tensor:
-    """Logits of a whole image from a network trained on patches.
+    """Logits of a whole image from a network trained on patches (keyword form of :class:`WindowOptions`).
 
     The image is padded with zeros to at least the patch size (centred, as nnU-Net), tiled, and
     the padding cropped off again. The network is put in eval mode for the call and restored after.
@@ -288,15 +422,10 @@ def predict_sliding_window(
         image: (C, *spatial) preprocessed image, on any device.
         patch_size: the plan's patch size, one value per spatial axis.
         num_classes: K, the network's output channels.
-        step_size: tile step as a fraction of the patch (0.5: tiles overlap by half).
         mirror_axes: spatial axes (0-based) to mirror for test-time augmentation; None or () for none.
-        use_gaussian: weight tiles by :func:`gaussian_importance`; else a plain mean.
-        device: where the network runs and the logits are accumulated.
-        batch_size: network inputs (tiles or mirrored copies of a tile) per forward pass, or a
-            :class:`~autoseg.inference.batching.BatchSizer` that measures it.
-        amp: autocast the forward passes (float16 on CUDA, bfloat16 on CPU); accumulation stays float32.
-        progress: show a tqdm bar over the forward passes.
-        output_device: where the returned logits are (``device`` keeps them there, e.g. on the GPU).
+        use_gaussian: :attr:`WindowOptions.gaussian`.
+        batch_size: :attr:`WindowOptions.batch`.
+        step_size, device, amp, progress, output_device: as :class:`WindowOptions`.
 
     Returns:
         (K, *spatial) float32 logits on ``output_device``.
@@ -306,23 +435,10 @@ def predict_sliding_window(
         >>> predict_sliding_window(net, torch.zeros(1, 20, 40, 30), (16, 16, 16), 2).shape
         torch.Size([2, 20, 40, 30])
     """
-    mirror_axes = tuple(mirror_axes or ())
-    _check_args(image, patch_size, step_size, mirror_axes, batch_size)
-    out = _run(
-        network,
-        image[None],
-        [int(p) for p in patch_size],
-        num_classes,
-        step_size=step_size,
-        flips=_mirror_dims(mirror_axes),
-        use_gaussian=use_gaussian,
-        device=device,
-        batch_size=batch_size,
-        amp=amp,
-        progress=progress,
-        output_device=output_device,
+    options = WindowOptions(
+        step_size, tuple(mirror_axes or ()), use_gaussian, batch_size, device, amp, output_device, progress
     )
-    return out[0]
+    return _whole(network, image, patch_size, num_classes, options, None)
 
 
 def predict_volume_2d(
@@ -353,23 +469,7 @@ def predict_volume_2d(
     Returns:
         (K, Z, Y, X) float32 logits on ``output_device``.
     """
-    if image.ndim != 4:
-        raise ValueError(f"predict_volume_2d needs a (C, Z, Y, X) image, got shape {tuple(image.shape)}")
-    mirror_axes = tuple(mirror_axes or ())
-    slices = image.permute(1, 0, 2, 3)  # (Z, C, Y, X): slices are the batch
-    _check_args(slices[0], patch_size, step_size, mirror_axes, batch_size)
-    out = _run(
-        network,
-        slices,
-        [int(p) for p in patch_size],
-        num_classes,
-        step_size=step_size,
-        flips=_mirror_dims(mirror_axes),
-        use_gaussian=use_gaussian,
-        device=device,
-        batch_size=batch_size,
-        amp=amp,
-        progress=progress,
-        output_device=output_device,
+    options = WindowOptions(
+        step_size, tuple(mirror_axes or ()), use_gaussian, batch_size, device, amp, output_device, progress
     )
-    return out.permute(1, 0, 2, 3).contiguous()
+    return _volume_2d(network, image, patch_size, num_classes, options, None)

@@ -36,9 +36,15 @@ from autoseg.utils.files import write_artifact
 SUMMARY_SCHEMA_VERSION = 2
 
 
-def _predictor(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> Any:
-    """The predictor of ``autoseg predict`` around the network that just trained (same TTA, same tiles)."""
-    options = PredictOptions(tta=cfg.tta_mirroring, step_size=cfg.step_size, amp=cfg.amp)
+def _predictor(
+    network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device, native: bool
+) -> ConfigurationPredictor:
+    """The predictor of ``autoseg predict`` around the network that just trained (same TTA, same tiles,
+    same resampling to the native spacing); without the raw dataset the probabilities stay in the
+    plan's space (scipy's resampling then runs when exporting), where the preprocessed labels are."""
+    options = PredictOptions(
+        tta=cfg.tta_mirroring, step_size=cfg.step_size, amp=cfg.amp, resample="auto" if native else "scipy"
+    )
     return ConfigurationPredictor.from_networks(spec.plans, spec.configuration, [network], device, options)
 
 
@@ -69,7 +75,7 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
     native = spec.raw_root is not None
     ending = _raw_references(spec.raw_root)[1] if spec.raw_root is not None else ".nii.gz"
     network.eval()
-    predictor = _predictor(network, spec, cfg, device)
+    predictor = _predictor(network, spec, cfg, device, native)
     next_stage = spec.conf.next_stage  # 3d_lowres: its maps feed the cascade (autoseg.cascade.next_stage)
     next_folder = spec.output / NEXT_STAGE_FOLDER
     cascade = cascade_inputs(spec)  # a cascade stage: each case's out-of-fold previous-stage map
@@ -81,13 +87,12 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
             image = np.array(image, dtype=np.float32)  # a writable copy of the memmap
             if cascade is not None:
                 image = with_previous(image, maps[name], cascade)
-            logits = predictor.logits(image)
-            probs = label_manager.activate(logits).numpy()
+            ready = predictor.export_ready(image, properties)
             geometry = Geometry.from_json(dict(properties.geometry))
             seg_native, _ = export_prediction(
                 name,
                 ending,
-                [(probs, properties)],
+                [(ready.probabilities, ready.properties)],
                 geometry,
                 out,
                 None,
@@ -100,7 +105,8 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
                 _draw(spec.raw_root, name, ending, seg_native, names, out)
             if not native:
                 reference = np.where(seg[0] < 0, 0, seg[0])
-                dice = _preprocessed_dice(label_manager.segmentation(probs), reference, label_manager)
+                pred = label_manager.segmentation(ready.probabilities)  # the plan's space (scipy resampling)
+                dice = _preprocessed_dice(pred, reference, label_manager)
                 per_case.append({"case": name, "dice": {k: _none_if_nan(d) for k, d in dice.items()}})
     if next_stage is not None:
         write_next_stage_index(next_folder, spec.configuration, str(spec.fold), next_stage, spec.val_cases)

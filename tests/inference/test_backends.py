@@ -1,4 +1,5 @@
-"""Exported networks (ONNX, TorchScript) reproduce torch; exports are cached by checkpoint hash."""
+"""Exported networks (ONNX, torch.export) reproduce torch; exports are cached by checkpoint hash;
+TorchScript, deprecated by torch, is refused with a message naming its replacement."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _fold(tmp_path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module]:
 
 
 @pytest.mark.parametrize(
-    ("kind", "backend"), [("onnx", "onnxruntime"), ("torchscript", "torchscript"), ("onnx", "openvino")]
+    ("kind", "backend"), [("onnx", "onnxruntime"), ("torch-export", "torch-export"), ("onnx", "openvino")]
 )
 def test_export_is_equivalent_and_predicts_like_torch(tmp_path: Path, kind: str, backend: str) -> None:
     if backend == "openvino":
@@ -72,9 +73,20 @@ def test_export_that_differs_is_refused_and_removed(tmp_path: Path, monkeypatch:
     checkpoint, net = _fold(tmp_path)
     monkeypatch.setattr(backends, "MAX_ABS_DIFF", -1.0)  # no export can pass
     with pytest.raises(ExportError, match=r"does not reproduce the torch network.*nothing kept"):
+        export_network(checkpoint, net, META, "torch-export")
+    assert not checkpoint.with_suffix(".pt2").exists()
+    assert not checkpoint.with_suffix(".pt2.json").exists()
+
+
+def test_torchscript_is_refused_naming_torch_export(tmp_path: Path) -> None:
+    checkpoint, net = _fold(tmp_path)
+    with pytest.raises(
+        ValueError, match=r"--backend torchscript: TorchScript .*deprecated.*use torch-export"
+    ):
+        load_runner(checkpoint, net, META, "torchscript", torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"export 'torchscript': .*torch-export"):
         export_network(checkpoint, net, META, "torchscript")
-    assert not checkpoint.with_suffix(".ts").exists()
-    assert not checkpoint.with_suffix(".ts.json").exists()
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["checkpoint_final.pt"]  # nothing written
 
 
 def test_unknown_backend_suggests_the_nearest(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Models that ship: export-model with ONNX / TorchScript and a model card, the challenge container's
+"""Models that ship: export-model with ONNX / torch.export and a model card, the challenge container's
 entrypoint on a temporary folder, and predict's channel-count refusal (shared trained fixture)."""
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ def _export(trained: dict[str, Path], *extra: str) -> None:
     assert main(["export-model", str(trained["raw"]), "-c", "3d_fullres", "-f", "0", *extra, *paths]) == 0
 
 
-def test_export_with_onnx_torchscript_card_and_container(trained, tmp_path):
+def test_export_with_onnx_torch_export_card_and_container(trained, tmp_path):
     context = tmp_path / "container"
     _export(
-        trained, "--onnx", "--torchscript", "--container", str(context), "--container-backend", "onnxruntime"
+        trained, "--onnx", "--torch-export", "--container", str(context), "--container-backend", "onnxruntime"
     )
     archive = context / "model.zip"
     with zipfile.ZipFile(archive) as zf:
         names = set(zf.namelist())
     fold = "default/3d_fullres/fold_0"
-    for name in ("checkpoint_final.onnx", "checkpoint_final.onnx.json", "checkpoint_final.ts"):
+    for name in ("checkpoint_final.onnx", "checkpoint_final.onnx.json", "checkpoint_final.pt2"):
         assert f"{fold}/{name}" in names
     assert {"model_card.json", "MODEL_CARD.md"} <= names
 
@@ -47,7 +47,7 @@ def test_export_with_onnx_torchscript_card_and_container(trained, tmp_path):
     assert config["folds"] == ["0"] and config["cv_dice_per_class"]["class_1"] > 0.5
     assert config["training"]["0"]["epochs"] == 5 and config["patch_size"]
     assert card["intended_use"] == TO_FILL and card["licence"] == TO_FILL
-    assert sorted(e["kind"] for e in card["exports"]) == ["onnx", "torchscript"]
+    assert sorted(e["kind"] for e in card["exports"]) == ["onnx", "torch-export"]
     for export in card["exports"]:  # checked on a real training case
         assert export["check"]["dice_argmax"] == 1.0 and export["check"]["dice_case"] == "real"
         assert export["check"]["max_abs_diff_random"] < 1e-3
@@ -105,3 +105,13 @@ def test_predict_prints_the_card_and_refuses_a_wrong_channel_count(trained, tmp_
     assert "model card: " in captured.out and "input 1 channel(s)" in captured.out
     assert "x: 2 channel file(s) given, the model needs 1" in captured.err
     assert not out.exists()
+
+
+def test_torchscript_export_is_refused_naming_torch_export(trained, tmp_path, capsys):
+    archive = tmp_path / "model.zip"
+    paths = [f"paths.results={trained['root'] / 'results'}"]
+    args = ["export-model", str(trained["raw"]), "-c", "3d_fullres", "-o", str(archive), "--torchscript"]
+    assert main([*args, *paths]) != 0
+    err = capsys.readouterr().err
+    assert "--torchscript: TorchScript (torch.jit) is deprecated" in err and "--torch-export" in err
+    assert not archive.exists()

@@ -1,5 +1,6 @@
 """``autoseg predict --uncertainty``: maps in the input's geometry, highest at the structures' borders;
-saved probabilities calibrated with find-best's temperature, masks unchanged."""
+saved probabilities calibrated with find-best's temperature, masks bit for bit those of a run without
+it on every backend (the members come from the same prediction engine)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,29 @@ def predicted(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     )
     assert main(["predict", *base, "-o", str(out["mirrors"]), "-f", "0", "--uncertainty"]) == 0
     return out
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_masks_are_bit_identical_with_uncertainty(
+    trained: dict[str, Path], tmp_path: Path, backend: str
+) -> None:
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    base = ["-i", str(trained["heldout"] / "imagesTr"), "-m", str(trained["results"]), "-c", "3d_fullres"]
+    base += ["--device", "cpu", "--backend", backend]  # both folds with TTA: members are folds x mirrors
+    assert main(["predict", *base, "-o", str(tmp_path / "plain")]) == 0
+    assert main(["predict", *base, "-o", str(tmp_path / "maps"), "--uncertainty"]) == 0
+    record = json.loads((tmp_path / "maps" / "predict.json").read_text())
+    assert record["uncertainty"]["members"] == {"3d_fullres": "folds x TTA mirrors"}
+    assert record["failed"] == 0 and len(record["cases"]) == 3
+    for entry in record["cases"]:
+        plain = read_image(tmp_path / "plain" / f"{entry['case']}.nii.gz")[0]
+        mask = read_image(tmp_path / "maps" / f"{entry['case']}.nii.gz")[0]
+        assert plain.dtype == mask.dtype and np.array_equal(plain, mask)
+        disagreement = read_image(tmp_path / "maps" / "uncertainty" / f"{entry['case']}_disagreement.nii.gz")[
+            0
+        ]
+        assert disagreement.max() > 0  # 16 members: they disagree somewhere
 
 
 def _boundary_and_interior(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
