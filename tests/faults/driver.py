@@ -110,7 +110,8 @@ def snapshot_predictions(folder: Path) -> dict[str, str]:
         else None
     )
     for case in cases or []:
-        case.pop("finished_s", None)  # a timing, not a result
+        for timing in ("finished_s", "export_s"):  # timings, not results
+            case.pop(timing, None)
     return {**masks, "predict.json cases": json.dumps(cases, sort_keys=True)}
 
 
