@@ -225,3 +225,20 @@ def test_fine_tuning_beats_scratch_at_equal_budget(source, tmp_path):
         train_fold(spec, cfg, CPU, init=init)
         dice[name] = json.loads((spec.output / "validation" / "summary.json").read_text())["foreground_mean"]
     assert dice["init-from"] >= dice["scratch"] + MARGIN, dice
+
+
+def test_finetune_preset_warms_up_and_its_keys_are_validated():
+    from autoseg.commands.train import trainer_config
+    from autoseg.config import compose
+    from autoseg.training.schedule import learning_rate
+
+    cfg = trainer_config(compose(["trainer=finetune", "trainer.epochs=20", "trainer.warmup_epochs=4"]))
+    assert cfg.name == "finetune" and cfg.lr < TrainerConfig().lr
+    lrs = [learning_rate(cfg, e) for e in range(20)]
+    assert lrs[:4] == pytest.approx([cfg.lr * k / 4 for k in (1, 2, 3, 4)])  # linear warm-up
+    assert lrs[4] == pytest.approx(cfg.lr) and lrs[19] < lrs[10] < lrs[4]  # then poly decay
+    assert cfg.to_dict()["warmup_epochs"] == 4  # recorded in run.json and the checkpoints
+    with pytest.raises(ValueError, match=r"warmup_epochs=20 must be >= 0 and below epochs=20"):
+        trainer_config(compose(["trainer=finetune", "trainer.epochs=20", "trainer.warmup_epochs=20"]))
+    with pytest.raises(ValueError, match="unknown keys 'freeze_encoder'"):
+        trainer_config(compose(["trainer=finetune", "+trainer.freeze_encoder=3"]))
