@@ -185,7 +185,7 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(p["threads"])
     from autoseg.planning.splits import SPLITS_SCHEMA_VERSION
-    from autoseg.stages import DatasetFolders, read_plans
+    from autoseg.planning.stages import DatasetFolders, read_plans
     from autoseg.training import loop as loop_mod
     from autoseg.training import setup as setup_mod
     from autoseg.training.config import TrainerConfig

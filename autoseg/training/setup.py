@@ -42,10 +42,10 @@ from autoseg.training.distributed import (
 )
 from autoseg.training.fold_io import (
     Checkpointer,
-    _finish,
-    _resume_checkpoint,
+    finish_fold,
     record_augment_on,
     restore_parts,
+    resume_checkpoint,
     resume_note,
     write_run_info,
 )
@@ -368,7 +368,7 @@ def _train_fold(
     _set_determinism(cfg)
     state, checkpoint = TrainState(), None
     if resume:
-        checkpoint = _resume_checkpoint(spec, device, distributed)
+        checkpoint = resume_checkpoint(spec, device, distributed)
         state = TrainState.from_dict(checkpoint["state"])
         started_with = int(checkpoint.get("trainer", {}).get("epochs", cfg.epochs))
         where = str(spec.output / "checkpoint_latest.pt")
@@ -417,5 +417,5 @@ def _train_fold(
             run_log.close()
     barrier(distributed)  # every rank is done with its collectives; rank 0 goes on alone
     if main:
-        _finish(parts, state, spec, cfg, say)
+        finish_fold(parts, state, spec, cfg, say)
     return state

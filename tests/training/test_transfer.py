@@ -17,9 +17,9 @@ from autoseg.cli import main
 from autoseg.io.dataset import load_raw_dataset
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
+from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
 from autoseg.planning.transfer import PlansSource, plans_sha256
-from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.config import TrainerConfig
 from autoseg.training.init_source import InitFrom
@@ -228,8 +228,8 @@ def test_fine_tuning_beats_scratch_at_equal_budget(source, tmp_path):
 
 
 def test_finetune_preset_warms_up_and_its_keys_are_validated():
+    from autoseg.commands.config import compose
     from autoseg.commands.train import trainer_config
-    from autoseg.config import compose
     from autoseg.training.schedule import learning_rate
 
     cfg = trainer_config(compose(["trainer=finetune", "trainer.epochs=20", "trainer.warmup_epochs=4"]))
