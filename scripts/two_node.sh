@@ -1,5 +1,6 @@
 #!/bin/bash
-# EXAMPLE, not run in CI: one fold trained data-parallel on two machines without a scheduler.
+# EXAMPLE: one fold trained data-parallel on two machines without a scheduler. CI runs the same
+# launch (the elastic form below) as two "nodes" on 127.0.0.1: tests/training/test_multinode.py.
 #
 # Run the same command on both machines, with NODE_RANK 0 on the first one (HEAD), 1 on the other:
 #
@@ -12,9 +13,14 @@
 # one lets either machine resume. HEAD:PORT must be reachable from the other machine, and the
 # GPUs of both must reach each other (NCCL; set NCCL_SOCKET_IFNAME if it picks a wrong interface).
 #
-# Elastic alternative (ranks assigned by arrival, same command everywhere, no NODE_RANK):
+# Each rank uses cuda:LOCAL_RANK (its index on its own machine), never the global rank.
+#
+# Elastic alternative (ranks assigned by arrival, same command everywhere, no NODE_RANK); with
+# --max-restarts, workers that fail are restarted and the job resumes from checkpoint_latest.pt
+# (use a new --rdzv-id per job: a restart resumes only a checkpoint of the same id, and the machine
+# that gets rank 0 must see it, so share the results folder):
 #   torchrun --nnodes 2 --nproc-per-node "$GPUS" --rdzv-backend c10d --rdzv-endpoint "$HEAD:$PORT" \
-#       --rdzv-id my-run -m autoseg train "$@" --device cuda
+#       --rdzv-id "my-run-$(date +%s)" --max-restarts 3 -m autoseg train "$@" --device cuda
 
 set -euo pipefail
 

@@ -11,6 +11,7 @@ import pytest
 
 from autoseg.cli import main
 from autoseg.preprocessing.storage import load_case
+from tests.presets import fast_overrides
 
 
 def read(path: Path) -> dict:
@@ -182,13 +183,7 @@ def test_train_command_runs_a_fold_and_resumes(tiny_mr_dataset, tmp_path, config
     pre, res = tmp_path / "pre", tmp_path / "res"
     roots = [f"paths.preprocessed={pre}", f"paths.results={res}"]
     assert main(["plan", str(tiny_mr_dataset), *roots, "-c", configuration, "--num-workers", "1"]) == 0
-    quick = [
-        "--trainer",
-        "quick",
-        "trainer.epochs=2",
-        "trainer.iterations_per_epoch=2",
-        "trainer.val_iterations=1",
-    ]
+    quick = ["--trainer", "quick", *fast_overrides(epochs=2, iterations_per_epoch=2)]
     assert main(["train", str(tiny_mr_dataset), configuration, "1", *roots, *quick, "--device", "cpu"]) == 0
     fold = res / tiny_mr_dataset.name / "default" / configuration / "fold_1"
     summary = read(fold / "validation" / "summary.json")

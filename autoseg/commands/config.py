@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from autoseg.utils.lookup import closest
+
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """The resolved root config with hydra ``key=value`` overrides applied.
@@ -66,17 +68,15 @@ def unknown_override_keys(overrides: Sequence[str]) -> list[str]:
         >>> print(unknown_override_keys(["trainer.epoch=5"])[0])  # doctest: +ELLIPSIS
         override 'trainer.epoch=5': the config has no key 'trainer.epoch'; did you mean 'trainer.epochs'? ...
     """
-    import difflib
-
     known = _flat_keys(_hydra_compose([]))
     messages = []
     for item in overrides:
         key = item.split("=", 1)[0]
         if key.startswith(("+", "~")) or key in known:
             continue
-        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        near = closest(key, known)
         hint = (
-            f"did you mean {near[0]!r}?"
+            f"did you mean {near!r}?"
             if near
             else f"valid top-level keys: {', '.join(k for k in known if '.' not in k)}"
         )

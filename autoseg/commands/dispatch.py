@@ -61,30 +61,60 @@ def run(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("highdicom").setLevel(logging.WARNING)  # it narrates every copied DICOM module
     hydra, plan = _split_overrides(getattr(args, "overrides", []) or [])
     args.hydra_overrides, args.plan_overrides = hydra, plan
+    try:
+        return int(args.func(args))
+    except Exception as err:
+        message = user_message(args.command, err)
+        if message is not None:
+            from autoseg.io.problems import shown_paths
+
+            message = shown_paths(message)
+        if message is None:
+            raise  # a bug, not a bad input: the traceback is the report
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(message, file=sys.stderr)
+        return 1
+
+
+def user_message(command: str, err: BaseException) -> str | None:
+    """The message for an error a user can fix (bad input, missing package, disk), or None for a bug.
+
+    Example:
+        >>> user_message("evaluate", FileNotFoundError("pred: not a folder"))
+        'autoseg evaluate: error: pred: not a folder'
+    """
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from autoseg.io.dataset import DatasetNotFoundError
+    from autoseg.io.problems import InputError
     from autoseg.io.validation import DatasetValidationError
     from autoseg.training.lock import FoldLockedError
     from autoseg.utils.files import ArtifactError, WriteError
 
-    try:
-        return int(args.func(args))
-    except DatasetValidationError as err:
-        print(
-            f"autoseg {args.command}: the dataset has problems; nothing was written.\n{err}", file=sys.stderr
-        )
-        return 1
-    except (
+    if isinstance(err, InputError):
+        n = sum(p.severity == "error" for p in err.problems)
+        listed = "\n".join(f"  {p}" for p in err.problems)
+        return f"autoseg {command}: {n} problem(s) with what it would read; nothing was done.\n{listed}"
+    if isinstance(err, DatasetValidationError):
+        return f"autoseg {command}: the dataset has problems; nothing was written.\n{err}"
+    if isinstance(err, ImportError):  # an optional package: the message says which extra installs it
+        return f"autoseg {command}: error: {err}"
+    if isinstance(err, OSError) and not isinstance(err, WriteError) and err.filename is not None:
+        return f"autoseg {command}: error: {err.filename}: {err.strerror or err}"
+    known = (
         DatasetNotFoundError,
         ArtifactError,
         WriteError,
         FoldLockedError,
         ValueError,
-        FileNotFoundError,
+        OSError,
         HydraException,
         OmegaConfBaseException,
-    ) as err:
-        print(f"autoseg {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    )
+    if isinstance(err, known):
+        return f"autoseg {command}: error: {err}"
+    return None

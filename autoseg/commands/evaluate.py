@@ -13,7 +13,9 @@ def _dataset_json(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]
     if args.dataset_json is not None:
         path = Path(args.dataset_json)
         if not path.is_file():
-            raise FileNotFoundError(f"--dataset-json {path}: no such file")
+            raise FileNotFoundError(
+                f"--dataset-json {path}: no such file; give the raw dataset's dataset.json"
+            )
     else:
         path = Path(args.reference).resolve().parent / "dataset.json"
         if not path.is_file():
@@ -28,6 +30,20 @@ def _dataset_json(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]
     if args.labels and args.dataset_json is None:
         return None, {}  # -l gives the classes; a broken dataset.json beside REF does not matter
     raise ValueError(f"{path}: {problem}; fix it, or give the labels with -l 1 2 ...")
+
+
+def dataset_label_values(args: argparse.Namespace) -> list[int] | None:
+    """Every label value the dataset.json declares (background, regions' members, ignore), or None
+    when the classes come from -l or the files."""
+    if args.labels:
+        return None
+    path, data = _dataset_json(args)
+    if path is None:
+        return None
+    values: set[int] = {0}
+    for value in data["labels"].values():
+        values.update(int(v) for v in (value if isinstance(value, list) else [value]))
+    return sorted(values)
 
 
 def _ignore_label(labels: dict[str, Any]) -> int | None:
@@ -86,16 +102,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_evaluate
     from autoseg.evaluation.evaluate import evaluate_folders
 
     classes, ignore, ending = resolve_classes(args)
-    cases = None
-    if args.predicted_only:
-        cases = sorted(
-            p.name[: -len(ending)]
-            for p in Path(args.prediction).glob(f"*{ending}")
-            if not p.name.startswith(".")
-        )
+    cases = check_evaluate(Path(args.prediction), Path(args.reference), ending, args.predicted_only)
     output = Path(args.output) if args.output else Path(args.prediction) / "summary.json"
     summary = evaluate_folders(
         args.prediction,
@@ -107,7 +118,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.num_workers,
         cases,
         output,
+        allowed_labels=dataset_label_values(args),
+        allow_unknown_labels=args.allow_unknown_labels,
     )
+    if summary.get("unknown_labels"):
+        print(
+            f"warning: {len(summary['unknown_labels'])} case(s) hold undeclared label values "
+            "(listed in summary.json)"
+        )
     print(f"{len(summary['cases'])} cases")
     print(format_summary(summary))
     print(f"summary written to {output}")
@@ -128,12 +146,16 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
         spec = PostprocessingSpec(foreground_lcc=args.foreground_lcc, class_lcc=tuple(args.class_lcc or ()))
     source = Path(args.input)
     if not source.is_dir():
-        raise FileNotFoundError(f"{source}: not a folder")
+        raise FileNotFoundError(f"{source}: not a folder; give the folder of label maps to post-process")
     files = sorted(
         p for p in source.glob(f"*{args.file_ending}") if p.is_file() and not p.name.startswith(".")
     )
     if not files:
         raise FileNotFoundError(f"{source}: no {args.file_ending} files (set --file-ending)")
+    from autoseg.commands.preflight import output_folder, refuse
+    from autoseg.io.preflight import image_headers
+
+    refuse([*image_headers(files, "replace the file", whole=True), *output_folder(Path(args.output))])
     try:
         postprocess_folder(files, args.output, spec, args.num_workers)
     except ImageReadError as err:
@@ -171,6 +193,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--predicted-only",
         action="store_true",
         help="score only the cases in PRED (e.g. one fold's validation against all of labelsTr)",
+    )
+    p.add_argument(
+        "--allow-unknown-labels",
+        action="store_true",
+        help="score files holding label values the dataset.json does not declare (default: an error); "
+        "they are listed in the summary's unknown_labels",
     )
     p.add_argument("--num-workers", type=int, default=None, help="worker processes (default: all cores)")
     p.set_defaults(func=cmd_evaluate)

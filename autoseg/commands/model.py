@@ -16,6 +16,7 @@ def _model_root(cfg: Any, root: Path) -> Path:
 
 
 def cmd_find_best(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_find_best
     from autoseg.evaluation.evaluate import classes_from_labels
     from autoseg.evaluation.selection import SelectionInputs, find_best
     from autoseg.inference.model import open_model
@@ -38,21 +39,22 @@ def cmd_find_best(args: argparse.Namespace) -> int:
             tolerance_mm=args.tolerance,
             labels=model.configuration(configs[0]).plans.labels if configs else None,
         )
+        check_find_best(inputs, args.dataset)
         selection = find_best(inputs, args.num_workers)
     print("cross-validation, mean foreground Dice (per class):")
-    for c in sorted(selection["candidates"], key=lambda c: -c["score"]):
+    for c in sorted(selection.candidates, key=lambda c: -c["score"]):
         per_class = ", ".join(
             f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in c["per_class"].items()
         )
         print(f"  {' + '.join(c['configurations']):<24} {c['score']:.4f}  ({per_class})")
-    print(f"best: {' + '.join(selection['configurations'])}; post-processing: {selection['postprocessing']}")
-    for step in selection["postprocessing_report"].get("decisions", []):
+    print(f"best: {' + '.join(selection.configurations)}; post-processing: {selection.postprocessing}")
+    for step in selection.postprocessing_report.get("decisions", []):
         what = step["step"] + (f" of {step['class']}" if "class" in step else "")
         verdict = "kept" if step["kept"] else "rejected"
         worse = f", worse: {', '.join(step['worse'])}" if step["worse"] else ""
         dice, gain = step["foreground_dice"], step["gain"]
         print(f"  {what}: foreground Dice {dice:.4f} (gain {gain:+.4f}{worse}) -> {verdict}")
-    for config, fit in selection.get("calibration", {}).items():
+    for config, fit in selection.calibration.items():
         if "temperature" in fit:
             print(
                 f"  calibration of {config}: temperature {fit['temperature']:.3f}, expected calibration "
@@ -62,50 +64,49 @@ def cmd_find_best(args: argparse.Namespace) -> int:
             print(f"  calibration of {config}: skipped ({fit.get('skipped')})")
     print(
         f"selection written to {inputs.model_root / 'selection.json'}; predict with:\n"
-        f"  {selection['predict_command']}"
+        f"  {selection.predict_command}"
     )
     return 0
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from autoseg.evaluation.crossval import ensemble_cases, folder_cases
+    from autoseg.commands.preflight import check_ensemble
+    from autoseg.evaluation.crossval import ensemble_cases
 
-    members = [folder_cases(Path(f), args.file_ending) for f in args.inputs]
-    empty = [f for f, m in zip(args.inputs, members, strict=True) if not m]
-    if empty:
-        raise FileNotFoundError(f"no *{args.file_ending} predictions in {', '.join(empty)}")
+    members = check_ensemble(args.inputs, args.file_ending, Path(args.output))
     names = ensemble_cases(members, Path(args.output), args.file_ending, args.save_probabilities)
     print(f"ensembled {len(names)} case(s) of {len(members)} predictions into {args.output}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import json
-
     from autoseg.export.archive import export_model
     from autoseg.export.networks import export_fold_networks
     from autoseg.inference.model import open_model
     from autoseg.planning.stages import versions
 
-    if args.output is None and args.container is None:
-        raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER, or both")
+    if args.output is None and args.container is None and args.hub is None:
+        raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER or --hub FOLDER (or several)")
     cfg = compose_config(args)
     root = dataset_root(args.dataset, cfg)
-    dataset_json = (
-        json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else None
-    )
+    from autoseg.commands.preflight import check_export
+
+    dataset_json = check_export(None, [], None, args.checkpoint, [], root / "dataset.json")
     kinds = [k for k, on in (("onnx", args.onnx), ("torchscript", args.torchscript)) if on]
     if args.container is not None:  # the container's backend runs an export made and checked here
         need = {"onnxruntime": "onnx", "openvino": "onnx", "torchscript": "torchscript"}.get(
             args.container_backend
         )
         kinds += [need] if need and need not in kinds else []
-    output = Path(args.output) if args.output else Path(args.container) / "model.zip"
+    output = Path(args.output or Path(args.hub or args.container) / "model.zip")
     with open_model(_model_root(cfg, root), args.plans_name) as model:
         configurations = args.configurations
         if configurations is None:
-            selected = (model.selection or {}).get("configurations")
+            selected = list(model.selection.configurations) if model.selection else None
             configurations = list(selected) if selected else model.configurations()
+        check_export(
+            model, configurations, args.folds, args.checkpoint, kinds, root / "dataset.json", args.dataset
+        )
         records = export_fold_networks(model, configurations, args.folds, args.checkpoint, kinds, root)
         for r in records:
             check = r["check"]
@@ -132,7 +133,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         context = write_container(Path(args.container), out, backend=args.container_backend)
         print(f"container build context in {context}: docker build -t my-model {context}")
+    if args.hub is not None:
+        _write_hub(out, Path(args.hub), args.license)
     return 0
+
+
+def _write_hub(archive: Path, folder: Path, license_id: str) -> None:
+    from autoseg.export.hub import write_hub_folder
+
+    meta = write_hub_folder(archive, folder, license_id)
+    sha = meta["autoseg"]["sha256"]
+    print(
+        f"hub folder in {folder} (model.zip, model.zip.sha256, README.md with the hub's metadata; license "
+        f"{license_id}): push with `hf upload OWNER/NAME {folder}`, then use it with "
+        f"`autoseg predict -m hf://OWNER/NAME`, or from a web server: -m https://HOST/PATH/model.zip#sha256={sha}"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -177,6 +192,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="torch",
         choices=["torch", "torchscript", "onnxruntime", "openvino"],
         help="the backend the container predicts with",
+    )
+    p.add_argument(
+        "--hub",
+        default=None,
+        metavar="FOLDER",
+        help="write a folder ready to push to a model hub: model.zip, its sha256, README.md with the hub's "
+        "metadata header",
+    )
+    p.add_argument(
+        "--license",
+        default="other",
+        metavar="ID",
+        help="--hub: the license id in README.md's header (e.g. apache-2.0, cc-by-4.0; default other)",
     )
     p.add_argument("overrides", nargs="*", help="hydra overrides, e.g. paths.results=/data/results")
     p.set_defaults(func=cmd_export)

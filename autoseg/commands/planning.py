@@ -15,13 +15,9 @@ from autoseg.commands.common import add_allow_nonfinite, compose_config, dataset
 log = logging.getLogger("autoseg")
 #: Trainer keys that plans.json's run record leaves out (each fold's run.json has them).
 TRAINING_ONLY = (
-    "loss",
-    "optimizer",
-    "amp_dtype",
-    "max_nonfinite_steps",
-    "augment_on",
-    "warmup_epochs",
-    "freeze_encoder_epochs",
+    *("loss", "optimizer", "amp_dtype", "max_nonfinite_steps", "augment_on"),
+    *("warmup_epochs", "freeze_encoder_epochs"),
+    *("loggers", "mlflow_tracking_uri", "mlflow_experiment"),
 )
 
 

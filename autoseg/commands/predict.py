@@ -7,80 +7,61 @@ from pathlib import Path
 from typing import Any
 
 
-def _choose(args: argparse.Namespace, model: Any) -> tuple[list[str], list[str] | None, Any]:
-    """(configurations, folds or None for all, post-processing spec or None)."""
-    selection = model.selection
-    if args.configurations:
-        configs = list(args.configurations)
-    elif selection is not None:
-        configs = list(selection["configurations"])
-    else:
-        trained = model.configurations()
-        if len(trained) != 1:
-            raise ValueError(
-                f"{model.root}: choose a configuration with -c ({', '.join(trained) or 'none trained'}), "
-                "or run `autoseg find-best` to select one"
-            )
-        configs = trained
-    uses_selection = selection is not None and configs == list(selection["configurations"])
-    folds = args.folds or (list(selection["folds"]) if uses_selection and selection else None)
-    spec = None
-    if uses_selection and selection and selection.get("postprocessing") and not args.no_postprocessing:
-        from autoseg.postprocessing.components import PostprocessingSpec
-
-        spec = PostprocessingSpec.from_dict(selection["postprocessing"])
-    return configs, folds, spec
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
+    from autoseg.commands.preflight import check_predict
     from autoseg.export.model_card import card_summary, read_model_card
+    from autoseg.inference.choice import choose
     from autoseg.inference.inputs import discover_inputs
-    from autoseg.inference.model import fold_names, open_model
-    from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
+    from autoseg.inference.model import open_model
+    from autoseg.inference.predictor import ConfigurationPredictor
     from autoseg.inference.run import predict_cases
+    from autoseg.io.remote import is_remote, resolve_source
     from autoseg.utils.device import pick_device
 
     device = pick_device(args.device)
-    options = PredictOptions(
-        checkpoint=args.checkpoint,
-        tta=not args.no_tta,
-        step_size=args.step_size,
-        amp=not args.no_amp,
-        tile_batch=args.forward_batch,
-        backend=args.backend,
-        resample=args.resample,
-    )
+    options = _options(args)
     output = Path(args.output)
     check_output_folder(output)
-    with open_model(args.model, args.plans_name) as model:
+    source = resolve_source(args.model)  # a URL or hf:// model: downloaded (or found in the cache), verified
+    if is_remote(args.model):
+        print(f"model {args.model}: {source}")
+    with open_model(source, args.plans_name) as model:
         card = read_model_card(model.root)
         if card is not None:
             print(card_summary(card))
-        configs, folds, postprocessing = _choose(args, model)
-        trained = [model.configuration(name) for name in configs]
-        use = [fold_names(folds, t.folds, str(t.folder)) for t in trained]
+        choice = choose(model, args.configurations, args.folds, not args.no_postprocessing)
+        configs, trained = choice.configurations, choice.trained
         notes: list[str] = []
         cases = discover_inputs(args.input, list(trained[0].plans.channel_names.values()), notes)
         for note in notes:
             print(f"note: {note}")
-        for problem in unreadable_inputs(cases, args.input):
-            print(f"note: {problem}")
+        check_predict(
+            trained,
+            choice.folds,
+            args.checkpoint,
+            args.backend,
+            cases,
+            Path(args.input),
+            args.strict,
+            model.configurations(),
+        )
         predictors = [
-            ConfigurationPredictor(t, u, device, options) for t, u in zip(trained, use, strict=True)
+            ConfigurationPredictor(t, list(u), device, options)
+            for t, u in zip(trained, choice.folds, strict=True)
         ]
         writers = _writers(args, predictors[0].plans.labels)
         record = {
-            "model": Path(args.model).name,
+            "model": args.model if is_remote(args.model) else Path(args.model).name,
             "plans_name": model.plans_name,
             "input": str(args.input),
             "device": str(device),
         }
-        temperature = _temperature(model.selection, configs) if args.save_probabilities else None
+        temperature = choice.temperature if args.save_probabilities else None
         summary = predict_cases(
             cases,
             predictors,
             output,
-            postprocessing,
+            choice.postprocessing,
             args.save_probabilities,
             writers,
             record,
@@ -109,6 +90,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _options(args: argparse.Namespace) -> Any:
+    """The :class:`autoseg.inference.predictor.PredictOptions` of the command line."""
+    from autoseg.inference.predictor import PredictOptions
+
+    return PredictOptions(
+        checkpoint=args.checkpoint,
+        tta=not args.no_tta,
+        step_size=args.step_size,
+        amp=not args.no_amp,
+        tile_batch=args.forward_batch,
+        backend=args.backend,
+        resample=args.resample,
+    )
+
+
 def check_output_folder(output: Path) -> None:
     """Fail before any work when ``output`` cannot be created or written (naming the folder in the way)."""
     import os
@@ -120,34 +116,6 @@ def check_output_folder(output: Path) -> None:
         raise ValueError(f"output {output}: {existing} is a file, not a folder; choose another -o")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"output {output}: {existing} is not writable by this user; choose another -o")
-
-
-def unreadable_inputs(cases: list[Any], source: str) -> list[str]:
-    """One message per case whose image headers cannot be read; ValueError when no case is readable."""
-    from autoseg.io.images import ImageReadError, read_geometry
-
-    problems = []
-    for case in cases:
-        for path in case.files:
-            try:
-                read_geometry(path)
-            except ImageReadError as err:
-                problems.append(f"{path}: not readable ({err}); this case will fail")
-                break
-    if cases and len(problems) == len(cases):
-        raise ValueError(
-            f"input {source}: none of the {len(cases)} case(s) can be read:\n  " + "\n  ".join(problems)
-        )
-    return problems
-
-
-def _temperature(selection: Any, configs: list[str]) -> float | None:
-    """find-best's temperature of the configuration (an ensemble: the mean of its members'), or None."""
-    fits = (selection or {}).get("calibration") or {}
-    temperatures = [fits.get(c, {}).get("temperature") for c in configs]
-    if not temperatures or any(t is None for t in temperatures):
-        return None
-    return float(sum(temperatures) / len(temperatures))
 
 
 def _writers(args: argparse.Namespace, labels: Any) -> list[Any]:
@@ -176,7 +144,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument(
-        "-m", "--model", required=True, help="results folder of a dataset, or an exported model (.zip/folder)"
+        "-m",
+        "--model",
+        required=True,
+        help="results folder of a dataset, an exported model (.zip/folder), "
+        "https://.../model.zip#sha256=HEX, or hf://OWNER/NAME[@REVISION] (downloads cached in "
+        "$AUTOSEG_CACHE, default ~/.cache/autoseg)",
     )
     p.add_argument(
         "-c", "--configurations", nargs="+", default=None, help="configuration(s); two are ensembled"
@@ -217,5 +190,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--uncertainty",
         action="store_true",
         help="also write uncertainty/<case>_entropy and _disagreement maps (members: folds, or TTA mirrors)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse input files that would not be used (wrong name, wrong ending); default: listed",
     )
     p.set_defaults(func=cmd_predict)

@@ -18,6 +18,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     root = dataset_root(args.dataset, cfg)
     paths = Paths.from_config(cfg)
     model_root = paths.require("results") / root.name
+    from autoseg.commands.preflight import check_report
+
+    check_report(paths.require("preprocessed") / root.name, model_root, args.dataset)
     run = collect_run(paths.require("preprocessed") / root.name, model_root, args.plans_name)
     compare = None
     if args.compare:

@@ -13,14 +13,18 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoseg.contracts.architecture import Architecture
+from autoseg.contracts.case import DEFAULT_RESAMPLING, Resampling
 from autoseg.contracts.labels import LabelError, LabelManager
+from autoseg.contracts.reading import FieldReader, PlansError, as_floats, as_ints
 
 __all__ = [
     "DEFAULT_RESAMPLING",
@@ -29,135 +33,9 @@ __all__ = [
     "ConfigurationPlan",
     "Plans",
     "PlansError",
-]
+]  # Architecture, PlansError and DEFAULT_RESAMPLING are re-exported from their own modules
 
 PLANS_SCHEMA_VERSION = 1
-#: Resampling orders and the anisotropy threshold, as nnU-Net's (filled in for missing keys).
-DEFAULT_RESAMPLING: dict[str, float | int] = {
-    "data_order": 3,
-    "data_order_z": 0,
-    "seg_order": 1,
-    "seg_order_z": 0,
-    "probabilities_order": 1,
-    "separate_z_anisotropy_threshold": 3.0,
-}
-
-
-class PlansError(ValueError):
-    """plans.json is missing, of another schema version, or inconsistent (every problem listed)."""
-
-
-class _Reader:
-    """Collects every problem of one mapping instead of stopping at the first."""
-
-    def __init__(self, data: Mapping[str, Any], where: str, problems: list[str]) -> None:
-        self.data, self.where, self.problems = data, where, problems
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., convert: Any = None) -> Any:
-        if key not in self.data:
-            if default is ...:
-                self.problems.append(f"{self.where}: missing {key!r}")
-            return None if default is ... else default
-        value = self.data[key]
-        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
-        if not ok:
-            self.problems.append(f"{self.where}.{key}: expected {_kind_name(kind)}, got {value!r}")
-            return None if default is ... else default
-        try:
-            return convert(value) if convert is not None else value
-        except (TypeError, ValueError) as err:
-            self.problems.append(f"{self.where}.{key}: {value!r} is malformed ({err})")
-            return None if default is ... else default
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in _as_tuple(kind))
-
-
-def _ints(v: Any) -> tuple[int, ...]:
-    return tuple(int(x) for x in v)
-
-
-def _floats(v: Any) -> tuple[float, ...]:
-    return tuple(float(x) for x in v)
-
-
-def _int_rows(v: Any) -> tuple[tuple[int, ...], ...]:
-    return tuple(_ints(row) for row in v)
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The network a configuration trains (``architecture`` in plans.json and in checkpoints)."""
-
-    network: str
-    n_stages: int
-    features_per_stage: tuple[int, ...]
-    kernel_sizes: tuple[tuple[int, ...], ...]
-    strides: tuple[tuple[int, ...], ...]
-    blocks_per_stage_encoder: tuple[int, ...] = (2,)
-    blocks_per_stage_decoder: tuple[int, ...] = (2,)
-    norm: str = "instance"
-    nonlinearity: str = "leakyrelu"
-    deep_supervision: bool = True
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "architecture") -> Architecture:
-        problems: list[str] = []
-        arch = cls._read(data, where, problems)
-        if problems:
-            raise PlansError("\n  ".join(["architecture is inconsistent:", *problems]))
-        assert arch is not None
-        return arch
-
-    @classmethod
-    def _read(cls, data: Mapping[str, Any], where: str, problems: list[str]) -> Architecture | None:
-        r = _Reader(data, where, problems)
-        before = len(problems)
-        kernels = r.get("kernel_sizes", list, convert=_int_rows)
-        strides = r.get("strides", list, convert=_int_rows)
-        arch = dict(
-            network=r.get("network", str, "plain"),
-            n_stages=r.get("n_stages", int, len(kernels) if kernels else 0),
-            features_per_stage=r.get("features_per_stage", list, convert=_ints),
-            kernel_sizes=kernels,
-            strides=strides,
-            blocks_per_stage_encoder=r.get("blocks_per_stage_encoder", list, (2,), _ints),
-            blocks_per_stage_decoder=r.get("blocks_per_stage_decoder", list, (2,), _ints),
-            norm=r.get("norm", str, "instance"),
-            nonlinearity=r.get("nonlinearity", str, "leakyrelu"),
-            deep_supervision=r.get("deep_supervision", bool, True),
-        )
-        if len(problems) > before:
-            return None
-        lengths = {k: len(arch[k]) for k in ("features_per_stage", "kernel_sizes", "strides")}  # type: ignore[arg-type]
-        if len(set(lengths.values())) != 1 or arch["n_stages"] != lengths["kernel_sizes"]:
-            problems.append(f"{where}: n_stages={arch['n_stages']} but {lengths}")
-            return None
-        return cls(**arch)  # type: ignore[arg-type]
-
-    @property
-    def spatial_dims(self) -> int:
-        return len(self.kernel_sizes[0])
-
-    def to_dict(self) -> dict[str, Any]:
-        """As plans.json and checkpoints write it."""
-        return {
-            "network": self.network,
-            "n_stages": self.n_stages,
-            "features_per_stage": list(self.features_per_stage),
-            "kernel_sizes": [list(k) for k in self.kernel_sizes],
-            "strides": [list(s) for s in self.strides],
-            "blocks_per_stage_encoder": list(self.blocks_per_stage_encoder),
-            "blocks_per_stage_decoder": list(self.blocks_per_stage_decoder),
-            "norm": self.norm,
-            "nonlinearity": self.nonlinearity,
-            "deep_supervision": self.deep_supervision,
-        }
 
 
 @dataclass(frozen=True)
@@ -182,31 +60,31 @@ class ConfigurationPlan:
     architecture: Architecture
     batch_dice: bool = False
     median_image_size_in_voxels: tuple[float, ...] = ()
-    resampling: Mapping[str, float | int] = field(default_factory=lambda: dict(DEFAULT_RESAMPLING))
+    resampling: Resampling = field(default_factory=Resampling)
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
     previous_stage: str | None = None
     next_stage: str | None = None
 
     @classmethod
     def _read(cls, name: str, data: Mapping[str, Any], where: str, problems: list[str]) -> ConfigurationPlan:
-        r = _Reader(data, where, problems)
+        r = FieldReader(data, where, problems)
         schemes = r.get("normalization_schemes", list, convert=lambda v: tuple(str(s).lower() for s in v))
         arch = r.get("architecture", dict)
         res = r.get("resampling", dict, {})
         return cls(
             name=name,
             data_identifier=r.get("data_identifier", str, name),
-            spacing=r.get("spacing", list, convert=_floats),
-            patch_size=r.get("patch_size", list, convert=_ints),
+            spacing=r.get("spacing", list, convert=as_floats),
+            patch_size=r.get("patch_size", list, convert=as_ints),
             batch_size=r.get("batch_size", int),
             normalization_schemes=schemes,
             use_mask_for_norm=r.get(
                 "use_mask_for_norm", list, (False,) * len(schemes or ()), lambda v: tuple(bool(x) for x in v)
             ),
-            architecture=Architecture._read(arch, f"{where}.architecture", problems) if arch else None,  # type: ignore[arg-type]
+            architecture=Architecture.read(arch, f"{where}.architecture", problems) if arch else None,  # type: ignore[arg-type]
             batch_dice=r.get("batch_dice", bool, False),
-            median_image_size_in_voxels=r.get("median_image_size_in_voxels", list, (), _floats),
-            resampling={**DEFAULT_RESAMPLING, **res},
+            median_image_size_in_voxels=r.get("median_image_size_in_voxels", list, (), as_floats),
+            resampling=Resampling.read(res, f"{where}.resampling", problems),
             preprocessing=dict(r.get("preprocessing", dict, {})),
             previous_stage=r.get("previous_stage", str, None),
             next_stage=r.get("next_stage", str, None),
@@ -236,6 +114,8 @@ class Plans:
         histogram_landmarks: ``channel -> landmarks`` of the ``histogram`` normalisation (empty unless used).
         nonfinite_replacement: the value NaN/inf intensities were replaced with (``plan --allow-nonfinite``),
             or None (they were refused).
+        reasons: why the planner decided what it decided (``autoseg plan --explain``), stored when
+            planning; empty for plans written before autoseg stored them.
         raw: the file's content, for writing it beside a model (read nothing from it).
     """
 
@@ -255,6 +135,7 @@ class Plans:
     fingerprint: Mapping[str, Any] | None = None
     histogram_landmarks: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     nonfinite_replacement: float | None = None
+    reasons: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -279,7 +160,7 @@ class Plans:
         """Validate parsed plans (schema version, required fields, types); every problem listed."""
         _check_schema(data, source)
         problems: list[str] = []
-        r = _Reader(data, "plans", problems)
+        r = FieldReader(data, "plans", problems)
         configs_raw = r.get("configurations", dict, {})
         configurations, planned = _configurations(configs_raw, problems)
         labels = LabelManager(())  # replaced below; kept empty when the labels are refused
@@ -292,22 +173,23 @@ class Plans:
         plans = cls(
             dataset_name=r.get("dataset_name", str),
             plans_name=r.get("plans_name", str),
-            transpose_forward=r.get("transpose_forward", list, convert=_ints),
+            transpose_forward=r.get("transpose_forward", list, convert=as_ints),
             transpose_backward=r.get("transpose_backward", (list, type(None)), None, _maybe_ints),
             channel_names=r.get("channel_names", dict, {}, lambda v: {int(k): str(n) for k, n in v.items()}),
             labels=labels,
             configurations=configurations,
             planned=planned,
             foreground_intensities=r.get("foreground_intensity_properties_per_channel", dict, {}),
-            original_median_spacing=r.get("original_median_spacing_after_transp", list, (), _floats),
-            original_median_shape=r.get("original_median_shape_after_transp", list, (), _ints),
+            original_median_spacing=r.get("original_median_spacing_after_transp", list, (), as_floats),
+            original_median_shape=r.get("original_median_shape_after_transp", list, (), as_ints),
             overrides=r.get("overrides", list, (), lambda v: tuple(str(x) for x in v)),
             planner=r.get("planner", dict, {}),
             fingerprint=r.get("fingerprint", dict, None),
             histogram_landmarks=r.get(
-                "histogram_landmarks", dict, {}, lambda v: {str(k): _floats(x) for k, x in v.items()}
+                "histogram_landmarks", dict, {}, lambda v: {str(k): as_floats(x) for k, x in v.items()}
             ),
             nonfinite_replacement=_replacement(r.get("nonfinite_intensities", dict, {}), problems),
+            reasons=r.get("reasons", list, (), lambda v: tuple(str(x) for x in v)),
             raw=dict(data),
         )
         problems += plans._consistency()
@@ -377,6 +259,26 @@ class Plans:
             )
         return self.configurations[name]
 
+    def with_patch_size(self, configuration: str, patch_size: Sequence[int], reason: str) -> Plans:
+        """These plans with another patch for ``configuration``, recorded in ``overrides`` with ``reason``.
+
+        A trainer's ``patch_size`` goes into the plans the fold is trained with (and the copy beside
+        the model), so that prediction reads the patch from the plans, never from a checkpoint.
+        """
+        conf = self.configuration(configuration)
+        patch = [int(p) for p in patch_size]
+        if tuple(patch) == conf.patch_size:
+            return self
+        if len(patch) != len(conf.patch_size) or min(patch) < 1:
+            raise PlansError(
+                f"{reason}: patch_size {patch} does not fit {configuration} "
+                f"(its plan's patch is {list(conf.patch_size)}: {len(conf.patch_size)} positive sizes)"
+            )
+        raw = copy.deepcopy(dict(self.raw))
+        raw["configurations"][configuration]["patch_size"] = patch
+        raw["overrides"] = [*raw.get("overrides", []), f"{configuration}.patch_size={patch} ({reason})"]
+        return Plans.from_dict(raw, source=f"plans {self.plans_name!r} with {reason}")
+
     def to_dict(self, with_fingerprint: bool = True) -> dict[str, Any]:
         """The file's content (what :meth:`load` read), for a copy beside a model."""
         return {k: v for k, v in self.raw.items() if with_fingerprint or k != "fingerprint"}
@@ -393,7 +295,7 @@ def _replacement(record: Mapping[str, Any], problems: list[str]) -> float | None
 
 
 def _maybe_ints(v: Any) -> tuple[int, ...] | None:
-    return None if v is None else _ints(v)
+    return None if v is None else as_ints(v)
 
 
 def _check_schema(data: Mapping[str, Any], source: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.preprocessing.storage import case_files, load_case, read_properties
 
 __all__ = ["PreprocessedCases"]
@@ -92,15 +93,15 @@ class PreprocessedCases:
             self._cache[name] = case
         return case
 
-    def properties(self, name: str) -> dict[str, Any]:
-        """The case's properties JSON (geometry, crop box, ``storage`` record)."""
+    def properties(self, name: str) -> CaseProperties:
+        """The case's properties (geometry, crop box, ``storage`` record)."""
         return read_properties(self.folder, name)
 
     @property
     def num_channels(self) -> int:
         """The number of image channels C (read from the first case's storage record)."""
         if self._num_channels is None:
-            self._num_channels = int(self.properties(self.names[0])["storage"]["data_shape"][0])
+            self._num_channels = int((self.properties(self.names[0]).storage or {})["data_shape"][0])
         return self._num_channels
 
     def __getstate__(self) -> dict[str, Any]:

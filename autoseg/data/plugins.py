@@ -26,12 +26,13 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
+from autoseg.utils.lookup import closest
 
 __all__ = ["ExtraTransforms", "instantiate"]
 
@@ -59,8 +60,8 @@ def instantiate(spec: Mapping[str, Any], where: str = "augment.extra") -> Any:
     except ImportError:
         obj = None
     if obj is None or not callable(obj):
-        near = difflib.get_close_matches(target, _torchio_names(), n=1, cutoff=0.6)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        near = closest(target, _torchio_names())
+        hint = f" (did you mean {near!r}?)" if near else ""
         raise ValueError(f"{where}: unknown transform {target!r}{hint}")
     arguments = {str(k): _plain(v) for k, v in spec.items() if k != "_target_"}
     try:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from autoseg.contracts.labels import LabelManager
 from autoseg.io.images import read_geometry, write_image
 from autoseg.io.probabilities import load_probabilities, save_probabilities
+from autoseg.io.problems import alias_path
 from autoseg.postprocessing.ensemble import average_probabilities, segmentation_from
 from autoseg.utils.files import atomic_path, read_artifact
 
@@ -79,6 +80,7 @@ def merge_validation(config_folder: Path, num_folds: int, ending: str) -> tuple[
     for path in cases.values():
         with atomic_path(target / path.name, suffix=ending) as tmp:
             shutil.copyfile(path, tmp)
+        alias_path(target / path.name, path)  # messages name the fold's file, not this copy
     return target, cases
 
 

@@ -27,6 +27,7 @@ summary.json (``write_artifact(..., "evaluation", 1, ...)``)::
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,7 @@ __all__ = [
     "labels_in_files",
     "pair_cases",
     "summarize",
+    "values_outside",
 ]
 
 
@@ -195,13 +197,34 @@ def _spacing_matches(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(abs(x - y) <= SPACING_RTOL * max(abs(x), abs(y)) for x, y in zip(a, b, strict=True))
 
 
+def values_outside(seg: np.ndarray, allowed: frozenset[int]) -> list[int]:
+    """The values of the label map ``seg`` that are not in ``allowed`` (sorted).
+
+    Example:
+        >>> values_outside(np.array([0, 1, 5, 5]), frozenset({0, 1}))
+        [5]
+    """
+    if seg.size == 0:
+        return []
+    if np.issubdtype(seg.dtype, np.integer) and int(seg.min()) >= 0 and int(seg.max()) < 1 << 16:
+        present = np.flatnonzero(np.bincount(seg.ravel()))
+    else:
+        present = np.unique(seg)
+    return [int(v) if float(v).is_integer() else float(v) for v in present if v not in allowed]  # type: ignore[misc]
+
+
 def _evaluate_case(
     item: tuple[str, Path, Path],
     classes: Mapping[str, Sequence[int]],
     tolerance_mm: float,
     ignore_label: int | None,
+    allowed: frozenset[int] | None = None,
 ) -> dict[str, Any]:
-    """One case's entry of the summary, or ``{"error": message}`` when the files do not match."""
+    """One case's entry of the summary, or ``{"error": message}`` when the files do not match.
+
+    With ``allowed`` (the dataset's label values), label values outside it are recorded under
+    ``"unknown_labels"``: ``{"prediction": [...], "reference": [...]}`` (the lists that are not empty).
+    """
     from autoseg.io.images import read_image
 
     case, pred_file, ref_file = item
@@ -209,15 +232,44 @@ def _evaluate_case(
     ref, ref_geom = read_image(ref_file)
     if pred.shape != ref.shape:
         return {
-            "error": f"{pred_file}: shape {pred.shape} differs from the reference's {ref.shape} ({ref_file})"
+            "error": f"{pred_file}: shape {pred.shape} differs from the reference's {ref.shape} "
+            f"({ref_file}); predict the case from its own image (autoseg predict keeps each scan's geometry)"
         }
     if not _spacing_matches(pred_geom.spacing, ref_geom.spacing):
         return {
             "error": f"{pred_file}: spacing {pred_geom.spacing} differs from the reference's "
-            f"{ref_geom.spacing} ({ref_file})"
+            f"{ref_geom.spacing} ({ref_file}); predict the case from its own image"
         }
     metrics = evaluate_arrays(pred, ref, ref_geom.spacing, classes, tolerance_mm, ignore_label)
-    return {"case": case, "prediction": str(pred_file), "reference": str(ref_file), "metrics": metrics}
+    out = {"case": case, "prediction": str(pred_file), "reference": str(ref_file), "metrics": metrics}
+    if allowed is not None:
+        unknown = {"prediction": values_outside(pred, allowed), "reference": values_outside(ref, allowed)}
+        unknown = {k: v for k, v in unknown.items() if v}
+        if unknown:
+            out["unknown_labels"] = unknown
+    return out
+
+
+def _unknown_labels(results: Sequence[dict[str, Any]], allowed: frozenset[int], allow: bool) -> dict:
+    """case -> its label values outside ``allowed``; ValueError listing them all unless ``allow``."""
+    unknown = {r["case"]: r.pop("unknown_labels") for r in results if "unknown_labels" in r}
+    if not unknown:
+        return {}
+    lines = [
+        f"{r[which]}: label value(s) {values} are not among the dataset's labels {sorted(allowed)}"
+        for r in results
+        if r["case"] in unknown
+        for which, values in ((w, unknown[r["case"]].get(w)) for w in ("prediction", "reference"))
+        if values
+    ]
+    if not allow:
+        raise ValueError(
+            f"{len(lines)} file(s) hold label values the dataset does not declare (fix the files or "
+            "dataset.json's labels, or score anyway with --allow-unknown-labels):\n  " + "\n  ".join(lines)
+        )
+    for line in lines:
+        logging.getLogger(__name__).warning("%s (scored anyway: --allow-unknown-labels)", line)
+    return unknown
 
 
 def _mean(values: Sequence[float | int | None]) -> float | None:
@@ -248,6 +300,8 @@ def evaluate_folders(
     num_workers: int | None = None,
     cases: Sequence[str] | None = None,
     output: str | os.PathLike[str] | None = None,
+    allowed_labels: Sequence[int] | None = None,
+    allow_unknown_labels: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every prediction of ``pred_folder`` against its reference in ``ref_folder``.
 
@@ -262,12 +316,16 @@ def evaluate_folders(
         num_workers: processes (None: all cores).
         cases: evaluate only these cases; None: all (both folders must hold the same cases).
         output: where to write the summary (``summary.json``); None: not written.
+        allowed_labels: the dataset's label values; values outside them in a prediction or
+            reference are an error (None: not checked).
+        allow_unknown_labels: score such files anyway, recorded in the summary's ``unknown_labels``.
 
     Returns:
         The summary (see the module docstring).
 
     Raises:
-        ValueError: unpaired files (all listed), or files whose shape or spacing differ (all listed).
+        ValueError: unpaired files (all listed), files whose shape or spacing differ (all listed), or
+            label values outside ``allowed_labels`` (all listed).
 
     Example:
         >>> s = evaluate_folders("pred", "labelsTr", {"liver": [1]}, output="s.json")  # doctest: +SKIP
@@ -276,8 +334,9 @@ def evaluate_folders(
     """
     pairs = pair_cases(pred_folder, ref_folder, file_ending, cases)
     classes = {str(k): [int(v) for v in vals] for k, vals in classes.items()}
+    allowed = None if allowed_labels is None else frozenset(int(v) for v in allowed_labels)
     work = functools.partial(
-        _evaluate_case, classes=classes, tolerance_mm=tolerance_mm, ignore_label=ignore_label
+        _evaluate_case, classes=classes, tolerance_mm=tolerance_mm, ignore_label=ignore_label, allowed=allowed
     )
     results = parallel_map(work, pairs, num_workers, desc="evaluating cases")
     errors = [r["error"] for r in results if "error" in r]
@@ -285,6 +344,7 @@ def evaluate_folders(
         raise ValueError(
             f"{len(errors)} prediction(s) do not match their reference:\n  " + "\n  ".join(errors)
         )
+    unknown = {} if allowed is None else _unknown_labels(results, allowed, allow_unknown_labels)
     summary: dict[str, Any] = {
         "classes": classes,
         "tolerance_mm": float(tolerance_mm),
@@ -295,6 +355,8 @@ def evaluate_folders(
         "cases": results,
         **summarize(results, classes),
     }
+    if unknown:
+        summary["unknown_labels"] = unknown
     if output is not None:
         from autoseg.utils.files import write_artifact
 

@@ -47,6 +47,7 @@ from autoseg.postprocessing.components import (
 )
 from autoseg.utils.files import write_artifact
 from autoseg.utils.parallel import parallel_map
+from autoseg.utils.stats import mean_dice
 
 __all__ = ["determine_postprocessing"]
 
@@ -82,12 +83,8 @@ def _dice_of_specs(
     return out
 
 
-def _mean_dice(per_case: Sequence[Mapping[str, float]], classes: Sequence[str]) -> dict[str, float | None]:
-    means: dict[str, float | None] = {}
-    for name in classes:
-        values = [d[name] for d in per_case if not np.isnan(d[name])]
-        means[name] = float(np.mean(values)) if values else None
-    return means
+def _class_means(per_case: Sequence[Mapping[str, float]], classes: Sequence[str]) -> dict[str, float | None]:
+    return {name: mean_dice(d[name] for d in per_case) for name in classes}
 
 
 def _score(means: Mapping[str, float | None]) -> dict[str, float]:
@@ -115,7 +112,7 @@ def _mean_dice_of_specs(
     """Per spec, the mean Dice per class over the cases; one parallel pass over the files."""
     work = functools.partial(_dice_of_specs, specs=list(specs), classes=classes, ignore_label=ignore_label)
     per_case = parallel_map(work, pairs, num_workers, desc=desc)
-    return [_mean_dice([case[i] for case in per_case], list(classes)) for i in range(len(specs))]
+    return [_class_means([case[i] for case in per_case], list(classes)) for i in range(len(specs))]
 
 
 @dataclass

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.contracts.labels import LabelManager
+from autoseg.contracts.selection import SELECTION_SCHEMA_VERSION, Selection
 from autoseg.evaluation.crossval import cv_summary, ensemble_cases, fold_validations, merge_validation
 from autoseg.utils.files import write_artifact
 
 __all__ = ["SelectionInputs", "find_best"]
 
 log = logging.getLogger(__name__)
-SELECTION_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ def _ensemble(inputs: SelectionInputs, pair: Sequence[str], num_workers: int | N
     return crossval, summary
 
 
-def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[str, Any]:
-    """Compare the candidates, choose post-processing, write and return ``selection.json``'s contents."""
+def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> Selection:
+    """Compare the candidates, choose post-processing, write ``selection.json`` and return it."""
     from autoseg.evaluation.postprocess_search import determine_postprocessing
 
     if not inputs.configurations:
@@ -134,7 +134,7 @@ def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[s
         folders[chosen].parent / "crossval_postprocessed",
         inputs.ignore_label,
     )
-    selection = {
+    body = {
         "plans_name": inputs.plans_name,
         "configurations": list(chosen),
         "folds": [str(k) for k in range(inputs.num_folds)],
@@ -146,10 +146,10 @@ def find_best(inputs: SelectionInputs, num_workers: int | None = None) -> dict[s
         "candidates": candidates,
         "predict_command": _command(inputs, chosen),
     }
-    selection["calibration"] = _calibrate(inputs)
-    write_artifact(inputs.model_root / "selection.json", "selection", SELECTION_SCHEMA_VERSION, selection)
+    body["calibration"] = _calibrate(inputs)
+    path = write_artifact(inputs.model_root / "selection.json", "selection", SELECTION_SCHEMA_VERSION, body)
     _plot(inputs.model_root / "cv_dice.png", folders[chosen].parent / "cv_summary.json", chosen)
-    return selection
+    return Selection.load(path)  # what prediction will read
 
 
 def _calibrate(inputs: SelectionInputs) -> dict[str, Any]:

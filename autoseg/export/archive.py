@@ -92,7 +92,7 @@ def export_model(
             ``export_records`` and the model card).
     """
     if configurations is None:
-        selected = (model.selection or {}).get("configurations")
+        selected = list(model.selection.configurations) if model.selection else None
         configurations = list(selected) if selected else model.configurations()
     if not configurations:
         raise ValueError(f"{model.root / model.plans_name}: nothing trained to export")
@@ -111,9 +111,9 @@ def export_model(
         "exports": list(exports),
     }
     selection = model.selection
-    if selection is not None and sorted(selection.get("configurations", [])) != sorted(chosen):
+    if selection is not None and not selection.selects(list(chosen)):
         manifest["selection_left_out"] = (
-            f"selection.json selects {' + '.join(selection['configurations'])}; the archive holds "
+            f"selection.json selects {' + '.join(selection.configurations)}; the archive holds "
             f"{' + '.join(chosen)}, so its post-processing and ensemble do not apply"
         )
         selection = None
@@ -127,7 +127,7 @@ def export_model(
         if dataset is not None:
             zf.writestr("dataset.json", json.dumps(dataset, indent=2))
         if selection is not None:
-            zf.writestr("selection.json", json.dumps(selection, indent=2))
+            zf.writestr("selection.json", json.dumps(selection.to_dict(), indent=2))
         for path, name in files:
             zf.write(path, name)
     return output

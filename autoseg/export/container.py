@@ -147,6 +147,7 @@ def _parser(default_model: Path | None) -> argparse.ArgumentParser:
 def entrypoint_main(argv: Sequence[str], default_model: Path | None = None) -> int:
     """The container's entrypoint (see the module docstring); 0 when every case was segmented."""
     from autoseg.export.model_card import card_summary, read_model_card
+    from autoseg.inference.choice import choose
     from autoseg.inference.model import open_model
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
@@ -160,23 +161,16 @@ def entrypoint_main(argv: Sequence[str], default_model: Path | None = None) -> i
         card = read_model_card(model.root)
         if card is not None:
             print(card_summary(card), flush=True)
-        selection = model.selection or {}
-        # what the archive holds (export-model chose it); the selection's post-processing if it matches
-        configs = model.configurations()
-        if sorted(selection.get("configurations") or []) == configs:
-            configs = list(selection["configurations"])
-        else:
-            selection = {}
-        trained = [model.configuration(name) for name in configs]
-        predictors = [ConfigurationPredictor(t, t.folds, device, options) for t in trained]
+        # what the archive holds (export-model chose it), as `autoseg predict` would run it
+        choice = choose(model, model.configurations())
+        predictors = [
+            ConfigurationPredictor(t, list(f), device, options)
+            for t, f in zip(choice.trained, choice.folds, strict=True)
+        ]
         cases = _cases(args.input, list(predictors[0].plans.channel_names.values()))
-        spec = None
-        if selection.get("postprocessing"):
-            from autoseg.postprocessing.components import PostprocessingSpec
-
-            spec = PostprocessingSpec.from_dict(selection["postprocessing"])
         loaded = time.perf_counter() - start
-        summary = predict_cases(cases, predictors, args.output, spec, record={"model": args.model.name})
+        record = {"model": args.model.name}
+        summary = predict_cases(cases, predictors, args.output, choice.postprocessing, record=record)
     _log_times(summary, args.output, loaded, time.perf_counter() - start)
     return 1 if summary["failed"] else 0
 

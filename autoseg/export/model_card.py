@@ -82,7 +82,6 @@ def build_model_card(
     plans = next(iter(configs.values())).plans
     dataset = dict(dataset_json or {})
     channels = {str(k): str(v) for k, v in plans.channel_names.items()}
-    selection = model.selection or {}
     return {
         "kind": "model_card",
         "schema_version": CARD_SCHEMA_VERSION,
@@ -108,7 +107,7 @@ def build_model_card(
             name: _configuration(t.folder, t.plans, name, chosen[name]) for name, t in configs.items()
         },
         "ensemble": list(chosen) if len(chosen) > 1 else None,
-        "postprocessing": selection.get("postprocessing"),
+        "postprocessing": model.selection.postprocessing if model.selection else None,
         "exports": [
             {k: e.get(k) for k in ("configuration", "fold", "kind", "file", "sha256", "check")}
             for e in exports

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from autoseg.utils.files import atomic_path
+from autoseg.utils.lookup import unknown_name
 
 __all__ = ["BACKENDS", "EXPORTS", "ExportError", "export_network", "load_runner"]
 
@@ -73,8 +74,9 @@ def _require(module: str, what: str) -> Any:
     try:
         return __import__(module)
     except ImportError as err:
+        extra = "openvino" if module == "openvino" else "onnx"
         raise ImportError(
-            f"{what} needs the Python package {module!r}: pip install 'autoseg[onnx]' "
+            f"{what} needs the Python package {module!r}: pip install 'autoseg[{extra}]' "
             f"(or pip install {EXTRAS.get(module, module)})"
         ) from err
 
@@ -251,11 +253,7 @@ def load_runner(
     (see the module docstring). They run on the CPU: another ``device`` is an error.
     """
     if backend not in BACKENDS:
-        import difflib
-
-        near = difflib.get_close_matches(backend, BACKENDS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown backend {backend!r}{hint} (valid: {', '.join(BACKENDS)})")
+        raise ValueError(unknown_name("backend", backend, BACKENDS))
     if backend == "torch":
         return network
     if device.type != "cpu":

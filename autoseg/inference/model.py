@@ -34,7 +34,9 @@ from typing import Any
 import torch
 
 from autoseg.contracts import Architecture, LabelManager, Plans
+from autoseg.contracts.selection import Selection
 from autoseg.io.checkpoints import load_checkpoint
+from autoseg.io.problems import alias_path
 from autoseg.nets.factory import build_network
 
 __all__ = ["ModelFolder", "TrainedConfiguration", "load_fold_network", "open_model"]
@@ -73,7 +75,7 @@ class ModelFolder:
     root: Path
     plans_name: str
     dataset: dict[str, Any] | None  # dataset.json, when present
-    selection: dict[str, Any] | None  # selection.json, when present
+    selection: Selection | None  # selection.json, when present
 
     def configurations(self) -> list[str]:
         """Configurations of these plans with at least one trained fold."""
@@ -100,6 +102,10 @@ def trained_folds(folder: Path) -> tuple[str, ...]:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _read_selection(path: Path) -> Selection | None:
+    return Selection.load(path) if path.is_file() else None
 
 
 def _plans_names(root: Path) -> list[str]:
@@ -149,20 +155,26 @@ def open_model(path: str | os.PathLike[str], plans_name: str | None = None) -> I
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model {path} does not exist")
+        raise FileNotFoundError(
+            f"model {path} does not exist: train one first (autoseg train DATASET CONFIGURATION FOLD, then "
+            "autoseg find-best DATASET), or give the results folder of a trained dataset or an exported .zip"
+        )
     with contextlib.ExitStack() as stack:
         if path.is_file():
             if not zipfile.is_zipfile(path):
                 raise ValueError(f"model {path} is a file but not a .zip written by `autoseg export-model`")
             unpacked = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autoseg-model-")))
             _safe_extract(path, unpacked)
+            alias_path(unpacked, f"{path}:")  # messages name the archive, not this temporary copy
             path = unpacked
         root, name = _locate(path, plans_name)
         yield ModelFolder(
             root=root,
             plans_name=name,
             dataset=_read_json(root / "dataset.json"),
-            selection=_read_json(root / "selection.json"),
+            selection=Selection.load(root / "selection.json")
+            if (root / "selection.json").is_file()
+            else None,
         )
 
 

@@ -30,10 +30,12 @@ import torch
 
 from autoseg.cascade.encoding import one_hot_previous
 from autoseg.cascade.previous_stage import to_preprocessed_grid
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.plans import Plans
 from autoseg.inference.backends import load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, trained_folds
+from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
@@ -107,8 +109,13 @@ class ConfigurationPredictor:
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
+            if [int(p) for p in meta.get("patch_size", patch)] != patch:
+                raise ValueError(
+                    f"{path} was trained with patch_size {list(meta['patch_size'])}, but "
+                    f"{trained.folder / 'plans.json'} says {patch}; restore the plans.json the fold was "
+                    "trained with (a trainer.patch_size is recorded there), or retrain the fold"
+                )
             networks.append(load_runner(path, network, meta, options.backend, device))
-            patch = [int(p) for p in meta.get("patch_size", patch)]
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
         if not networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
@@ -170,7 +177,9 @@ class ConfigurationPredictor:
     def num_channels(self) -> int:
         return self.plans.num_channels
 
-    def preprocess(self, name: str, images: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, dict]:
+    def preprocess(
+        self, name: str, images: np.ndarray, geometry: Geometry
+    ) -> tuple[np.ndarray, CaseProperties]:
         """(data (C, Z', Y', X') in the plan's space, properties for reverting it)."""
         if images.shape[0] != self.num_channels:
             raise ValueError(
@@ -203,7 +212,7 @@ class ConfigurationPredictor:
             assert total is not None
             return total.div_(len(self.networks))
 
-    def export_ready(self, data: np.ndarray, properties: dict) -> tuple[np.ndarray, dict]:
+    def export_ready(self, data: np.ndarray, properties: CaseProperties) -> tuple[np.ndarray, CaseProperties]:
         """Probabilities of ``data`` and the properties for :func:`revert_preprocessing`.
 
         With the torch resampler the logits, their softmax (sigmoid for regions) and the resampling to
@@ -229,18 +238,48 @@ class ConfigurationPredictor:
             torch.cuda.empty_cache()
             return probs, properties
 
-    def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
+    def compact_output(
+        self, data: np.ndarray, properties: CaseProperties
+    ) -> tuple[np.ndarray, CaseProperties, bool]:
+        """What the streaming exporter needs of ``data``: ``(array, properties, activated)``.
+
+        Where the resampling to the native spacing runs on the CPU, the fold-averaged logits in the
+        network's grid (the exporter activates and resamples them slab by slab,
+        :func:`autoseg.inference.native.native_segmentation`), ``activated`` False: float32, or, where
+        those would pass :data:`~autoseg.inference.native.COMPACT_ABOVE_BYTES` (and the outputs are a
+        softmax), float16 shifted by the per-voxel maximum (:func:`~autoseg.inference.native.
+        compact_logits`; logged). On the torch resampler (a GPU), :meth:`export_ready`'s native-grid
+        probabilities, True.
+        """
+        mode = self.options.resample
+        if mode == "torch" or (mode == "auto" and self.device.type == "cuda"):
+            probs, props = self.export_ready(data, properties)
+            return probs, props, True
+        if mode not in ("auto", "scipy"):
+            raise ValueError(f"resample={mode!r}: choose auto, torch or scipy")
+        logits = self.logits(data)
+        if logits.numel() * 4 <= COMPACT_ABOVE_BYTES or self.plans.labels.has_regions:
+            return logits.numpy(), properties, False
+        log.info(
+            "holding %s logits %s as shifted float16 until exported",
+            properties.case,
+            tuple(logits.shape),
+        )
+        return compact_logits(logits), properties, False
+
+    def _resample_on_device(
+        self, probs: torch.Tensor, properties: CaseProperties
+    ) -> tuple[np.ndarray, CaseProperties]:
         from autoseg.inference.resample_torch import resample_to_shape_torch
         from autoseg.preprocessing.resample import axis_orders
 
-        res = properties["resampling"]
-        order = res["probabilities_order"]
-        order_z = res.get("probabilities_order_z", res["data_order_z"])
-        current, native = properties["target_spacing"], properties["spacing"]
-        orders = axis_orders(current, native, order, order_z, res["separate_z_anisotropy_threshold"])
-        shape = properties["shape_after_cropping_and_before_resampling"]
+        res = properties.resampling
+        order, order_z = res.probabilities_orders
+        current, native = list(properties.target_spacing), list(properties.spacing)
+        orders = axis_orders(current, native, order, order_z, res.separate_z_anisotropy_threshold)
+        shape = list(properties.shape_after_cropping_and_before_resampling)
         out = resample_to_shape_torch(probs, shape, orders).cpu().numpy()
-        return out, {**properties, "target_spacing": list(native)}
+        return out, properties.at_native_spacing()
 
     def _one(
         self, network: Callable[[torch.Tensor], torch.Tensor], tensor: torch.Tensor, kwargs: dict[str, Any]
@@ -249,7 +288,7 @@ class ConfigurationPredictor:
             return predict_volume_2d(network, tensor, self.patch_size, self.num_classes, **kwargs)
         return predict_sliding_window(network, tensor, self.patch_size, self.num_classes, **kwargs)
 
-    def probabilities(self, data: np.ndarray, properties: dict) -> np.ndarray:
+    def probabilities(self, data: np.ndarray, properties: CaseProperties) -> np.ndarray:
         """Native-grid probabilities (K, *geometry.shape) float32 of preprocessed ``data``."""
         probs, props = self.export_ready(data, properties)
         return revert_preprocessing(probs, props, regions=self.plans.labels.has_regions)

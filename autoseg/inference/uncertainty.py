@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.io.images import Geometry, write_image
 from autoseg.preprocessing.preprocess import revert_preprocessing
 
@@ -111,7 +112,7 @@ class UncertaintyMaps:
         self,
         name: str,
         ending: str,
-        maps: Sequence[tuple[np.ndarray, Mapping[str, Any]]],
+        maps: Sequence[tuple[np.ndarray, CaseProperties]],
         seg: np.ndarray,
         geometry: Geometry,
         output: Path,

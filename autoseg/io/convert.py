@@ -9,7 +9,6 @@ channel, written into a hidden folder first and renamed when complete.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,8 @@ import numpy as np
 
 from autoseg.io.dicom import DicomSeriesError, find_series, read_series, series_output_name
 from autoseg.io.images import write_image
+from autoseg.io.preflight import json_file
+from autoseg.io.problems import raise_for_input_problems
 from autoseg.utils.files import atomic_path, write_json
 
 MSD_TASK = re.compile(r"^Task(\d+)_([A-Za-z0-9_\-]+)$")
@@ -192,7 +193,8 @@ def _msd_description(task: Path) -> tuple[dict[str, Any], dict[str, str], dict[s
     path = task / "dataset.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: give the MSD task folder (TaskXX_Name) holding it")
-    desc = json.loads(path.read_text())
+    desc, problems = json_file(path, "fix the MSD task's dataset.json (an object with modality and labels)")
+    raise_for_input_problems(problems)
     modality, labels = desc.get("modality"), desc.get("labels")
     if not isinstance(modality, dict) or not modality or not all(str(k).isdigit() for k in modality):
         raise ValueError(f'{path}: "modality" must map channel numbers to names, got {modality!r}')

@@ -162,7 +162,9 @@ def find_series(folder: str | os.PathLike[str]) -> tuple[list[DicomSeries], list
     """
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"DICOM folder {root} does not exist or is not a folder")
+        raise FileNotFoundError(
+            f"DICOM folder {root} does not exist or is not a folder: give the folder holding the DICOM files"
+        )
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     skipped: Counter[tuple[str, str]] = Counter()
     for dirpath, dirnames, filenames in os.walk(root):

@@ -92,6 +92,31 @@ class DatasetValidationError(ValueError):
         super().__init__("\n".join(str(p) for p in self.problems if p.severity == "error"))
 
 
+class InputError(ValueError):
+    """What a command after ``plan`` would read has errors. ``problems`` holds all of them (warnings
+    too); ``str()`` lists the errors, one a line. Raised before any work, so nothing was written.
+
+    Attributes:
+        problems: every problem found, errors first.
+    """
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sort_problems(problems)
+        super().__init__("\n".join(str(p) for p in self.problems if p.severity == "error"))
+
+
+def raise_for_input_problems(problems: list[Problem]) -> list[Problem]:
+    """Raise :class:`InputError` if any problem is an error; else return the warnings.
+
+    Example:
+        >>> raise_for_input_problems([warning("a", "b")])
+        [Problem(severity='warning', path='a', message='b')]
+    """
+    if any(p.severity == "error" for p in problems):
+        raise InputError(list(problems))
+    return sort_problems(problems)
+
+
 def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
     """Drop duplicates and put errors first, keeping the order of discovery otherwise."""
     unique = list(dict.fromkeys(problems))
@@ -125,3 +150,25 @@ def format_problems(problems: list[Problem]) -> str:
     lines = [f"{_count(n_errors, 'error')}, {_count(len(problems) - n_errors, 'warning')}"]
     lines += [f"  {p}" for p in problems]
     return "\n".join(lines)
+
+
+#: Internal copies (an unpacked model archive, find-best's merged cross-validation) -> the user's file.
+_ALIASES: dict[str, str] = {}
+
+
+def alias_path(internal: str | os.PathLike[str], shown: str | os.PathLike[str]) -> None:
+    """Show ``shown`` wherever a message would name ``internal`` (an internal copy of the user's file).
+
+    Example:
+        >>> alias_path("/tmp/unpacked-1", "model.zip:")
+        >>> shown_paths("/tmp/unpacked-1/default/plans.json: broken")
+        'model.zip:/default/plans.json: broken'
+    """
+    _ALIASES[str(internal)] = str(shown)
+
+
+def shown_paths(text: str) -> str:
+    """``text`` with every internal copy's path replaced by the user's file (:func:`alias_path`)."""
+    for internal in sorted(_ALIASES, key=len, reverse=True):
+        text = text.replace(internal, _ALIASES[internal])
+    return text

@@ -6,7 +6,6 @@ checks and is the public entry point (it re-exports :func:`check_structure`).
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from autoseg.contracts.labels import LabelError, LabelManager
 from autoseg.io.dataset import Case, RawDataset, split_channel, strip_ending
 from autoseg.io.images import SUPPORTED_ENDINGS
 from autoseg.io.problems import Problem, error, relative, warning
+from autoseg.utils.lookup import closest
 
 DESCRIPTION = "dataset.json"
 REQUIRED_KEYS = '"channel_names", "labels", "numTraining" and "file_ending"'
@@ -162,8 +162,8 @@ def _ending_errors(desc: dict[str, Any]) -> list[str]:
     ending = desc["file_ending"]
     if ending in SUPPORTED_ENDINGS:
         return []
-    close = difflib.get_close_matches(str(ending), SUPPORTED_ENDINGS, n=1)
-    hint = f'; did you mean "{close[0]}"?' if close else ""
+    close = closest(str(ending), SUPPORTED_ENDINGS)
+    hint = f'; did you mean "{close}"?' if close else ""
     return [f'"file_ending" {ending!r} is not supported (supported: {", ".join(SUPPORTED_ENDINGS)}){hint}']
 
 

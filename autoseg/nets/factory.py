@@ -26,7 +26,6 @@ of plain blocks is an error); ``resenc`` is nnU-Net's ``ResidualEncoderUNet``
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +35,7 @@ from torch import nn
 
 from autoseg.contracts.plans import Architecture
 from autoseg.nets.resenc import resenc_from_architecture
+from autoseg.utils.lookup import look_up
 
 __all__ = [
     "NETWORKS",
@@ -57,9 +57,8 @@ NONLINEARITIES: dict[str, tuple[str, dict[str, Any]]] = {
     "leakyrelu": ("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
     "relu": ("relu", {"inplace": True}),
 }
-REQUIRED_KEYS = ("n_stages", "features_per_stage", "kernel_sizes", "strides")
 
-NetworkBuilder = Callable[[Mapping[str, Any], int, int, bool], nn.Module]
+NetworkBuilder = Callable[[Architecture, int, int, bool], nn.Module]
 NETWORKS: dict[str, NetworkBuilder] = {}
 
 
@@ -84,7 +83,11 @@ class SegmentationUNet(DynUNet):
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
-    """Register ``builder(architecture, in_channels, num_classes, deep_supervision)`` under ``name``."""
+    """Register ``builder(architecture, in_channels, num_classes, deep_supervision)`` under ``name``.
+
+    The builder receives a checked :class:`~autoseg.contracts.Architecture`; a network whose blocks
+    follow other rules than ``plain``/``resenc`` checks them itself.
+    """
 
     def decorate(builder: NetworkBuilder) -> NetworkBuilder:
         if name in NETWORKS:
@@ -95,72 +98,37 @@ def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
     return decorate
 
 
-def _lookup(table: Mapping[str, Any], name: str, what: str) -> Any:
-    if name in table:
-        return table[name]
-    near = difflib.get_close_matches(name, list(table), n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise ValueError(f"unknown {what} {name!r}{hint} (valid: {', '.join(sorted(table))})")
-
-
-def _check_architecture(arch: Mapping[str, Any]) -> None:
-    """Raise one ValueError listing every problem of a plan's ``architecture`` entry."""
-    missing = [k for k in REQUIRED_KEYS if k not in arch]
-    if missing:
-        raise ValueError(f"architecture: missing keys {missing} (has {sorted(arch)})")
-    n = int(arch["n_stages"])
-    problems = []
-    for key in ("features_per_stage", "kernel_sizes", "strides"):
-        if len(arch[key]) != n:
-            problems.append(f"{key} has {len(arch[key])} entries, n_stages is {n}")
-    if n < 3:
-        problems.append(f"n_stages={n}: the U-Net needs at least 3 stages (input, one down, bottleneck)")
-    dims = {len(k) for k in arch["kernel_sizes"]} | {len(s) for s in arch["strides"]}
-    if len(dims) != 1 or not dims <= {2, 3}:
-        problems.append(f"kernel_sizes/strides mix or use unsupported dimensionalities {sorted(dims)}")
-    if problems:
-        raise ValueError("architecture: " + "; ".join(problems))
-
-
-def _dynunet(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bool, res: bool) -> nn.Module:
-    _check_architecture(arch)
-    kernels = [list(map(int, k)) for k in arch["kernel_sizes"]]
-    strides = [list(map(int, s)) for s in arch["strides"]]
-    n_stages = int(arch["n_stages"])
+def _dynunet(arch: Architecture, in_channels: int, num_classes: int, ds: bool, res: bool) -> nn.Module:
+    kernels = [list(k) for k in arch.kernel_sizes]
+    strides = [list(s) for s in arch.strides]
     return SegmentationUNet(
-        spatial_dims=len(kernels[0]),
+        spatial_dims=arch.spatial_dims,
         in_channels=in_channels,
         out_channels=num_classes,
         kernel_size=kernels,
         strides=strides,
         upsample_kernel_size=strides[1:],
-        filters=[int(f) for f in arch["features_per_stage"]],
-        norm_name=_lookup(NORMS, str(arch.get("norm", "instance")), "norm"),
-        act_name=_lookup(NONLINEARITIES, str(arch.get("nonlinearity", "leakyrelu")), "nonlinearity"),
+        filters=list(arch.features_per_stage),
+        norm_name=look_up(NORMS, arch.norm, "norm"),
+        act_name=look_up(NONLINEARITIES, arch.nonlinearity, "nonlinearity"),
         deep_supervision=ds,
-        deep_supr_num=n_stages - 2 if ds else 1,  # n_stages - 1 outputs in all, like nnU-Net
+        deep_supr_num=arch.n_stages - 2 if ds else 1,  # n_stages - 1 outputs in all, like nnU-Net
         res_block=res,
         trans_bias=True,  # nnU-Net's transposed convs carry a bias
     )
 
 
 @register_network("plain")
-def _plain(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bool) -> nn.Module:
-    for key, expected in (("blocks_per_stage_encoder", 2), ("blocks_per_stage_decoder", 2)):
-        blocks = arch.get(key)
-        if blocks is not None and any(int(b) != expected for b in blocks):
-            raise ValueError(
-                f"architecture (plain): {key}={list(blocks)}, but the plain U-Net (MONAI DynUNet) has "
-                f"{expected} convs per stage; plan with blocks {expected} or use network 'resenc'"
-            )
-    return _dynunet(arch, in_channels, num_classes, ds, res=False)
+def _plain(arch: Architecture, in_channels: int, num_classes: int, ds: bool) -> nn.Module:
+    return _dynunet(
+        arch, in_channels, num_classes, ds, res=False
+    )  # two convs per stage: checked by the contract
 
 
 @register_network("resenc")
-def _resenc(arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bool) -> nn.Module:
-    _check_architecture(arch)
-    norm = _lookup(NORMS, str(arch.get("norm", "instance")), "norm")
-    act = _lookup(NONLINEARITIES, str(arch.get("nonlinearity", "leakyrelu")), "nonlinearity")
+def _resenc(arch: Architecture, in_channels: int, num_classes: int, ds: bool) -> nn.Module:
+    norm = look_up(NORMS, arch.norm, "norm")
+    act = look_up(NONLINEARITIES, arch.nonlinearity, "nonlinearity")
     return resenc_from_architecture(arch, in_channels, num_classes, ds, norm, act)
 
 
@@ -173,8 +141,8 @@ def build_network(
     """Build the segmentation network a plan describes.
 
     Args:
-        architecture: a configuration's :class:`~autoseg.contracts.Architecture` (or its dict form,
-            as in a checkpoint): ``network`` (a key of
+        architecture: a configuration's :class:`~autoseg.contracts.Architecture` (checked when it
+            was made), or its dict form, read through the same contract: ``network`` (a key of
             :data:`NETWORKS`), ``n_stages``, ``features_per_stage``, ``kernel_sizes``, ``strides``,
             optional ``norm`` (instance | batch), ``nonlinearity`` (leakyrelu | relu) and
             ``deep_supervision``.
@@ -189,8 +157,8 @@ def build_network(
         list of ``num_heads`` logits at native resolutions in train mode (see the module docstring).
 
     Raises:
-        ValueError: unknown network/norm/nonlinearity (with the nearest valid name), or an
-            inconsistent architecture (every problem listed).
+        ValueError: an unknown network (with the nearest registered name);
+            :class:`~autoseg.contracts.PlansError` for an inconsistent dict (every problem listed).
 
     Example:
         >>> arch = {"network": "plain", "n_stages": 3, "features_per_stage": [4, 8, 16],
@@ -199,11 +167,9 @@ def build_network(
         >>> net(torch.zeros(1, 1, 16, 16)).shape
         torch.Size([1, 2, 16, 16])
     """
-    if isinstance(architecture, Architecture):
-        architecture = architecture.to_dict()
-    builder = _lookup(NETWORKS, str(architecture.get("network", "plain")), "network")
-    ds = bool(deep_supervision and architecture.get("deep_supervision", True))
-    return builder(architecture, int(in_channels), int(num_classes), ds)
+    arch = architecture if isinstance(architecture, Architecture) else Architecture.from_dict(architecture)
+    builder = look_up(NETWORKS, arch.network, "network")
+    return builder(arch, int(in_channels), int(num_classes), bool(deep_supervision and arch.deep_supervision))
 
 
 def deep_supervision_weights(num_heads: int) -> list[float]:

@@ -21,13 +21,15 @@ parameter count equals nnU-Net's (25,895,593 for ResEnc M on hippocampus, see be
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Act, Pool
 from torch import nn
+
+from autoseg.contracts.architecture import Architecture
 
 __all__ = ["ResidualBlock", "ResidualEncoderUNet"]
 
@@ -215,29 +217,18 @@ def _init_he(module: nn.Module) -> None:
 
 
 def resenc_from_architecture(
-    arch: Mapping[str, Any], in_channels: int, num_classes: int, ds: bool, norm: NormSpec, act: NormSpec
+    arch: Architecture, in_channels: int, num_classes: int, ds: bool, norm: NormSpec, act: NormSpec
 ) -> ResidualEncoderUNet:
-    """Build from a plan's ``architecture`` entry; the blocks per stage must match ``n_stages``."""
-    n = int(arch["n_stages"])
-    enc = [int(b) for b in arch.get("blocks_per_stage_encoder") or []]
-    dec = [int(b) for b in arch.get("blocks_per_stage_decoder") or []]
-    problems = []
-    if len(enc) != n or min(enc, default=0) < 1:
-        problems.append(f"blocks_per_stage_encoder={enc} needs {n} entries >= 1 (one per stage)")
-    if len(dec) != n - 1 or min(dec, default=0) < 1:
-        problems.append(f"blocks_per_stage_decoder={dec} needs {n - 1} entries >= 1 (one per decoder stage)")
-    if problems:
-        raise ValueError("architecture (resenc): " + "; ".join(problems) + "; re-run `autoseg plan`")
-    kernels = [[int(k) for k in ks] for ks in arch["kernel_sizes"]]
+    """Build from a plan's checked :class:`~autoseg.contracts.Architecture` (its blocks cover every stage)."""
     return ResidualEncoderUNet(
-        dims=len(kernels[0]),
+        dims=arch.spatial_dims,
         in_channels=in_channels,
         num_classes=num_classes,
-        features=[int(f) for f in arch["features_per_stage"]],
-        kernel_sizes=kernels,
-        strides=[[int(s) for s in st] for st in arch["strides"]],
-        blocks_encoder=enc,
-        blocks_decoder=dec,
+        features=list(arch.features_per_stage),
+        kernel_sizes=[list(k) for k in arch.kernel_sizes],
+        strides=[list(s) for s in arch.strides],
+        blocks_encoder=list(arch.blocks_per_stage_encoder),
+        blocks_decoder=list(arch.blocks_per_stage_decoder),
         norm=norm,
         act=act,
         deep_supervision=ds,

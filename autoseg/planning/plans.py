@@ -6,19 +6,21 @@ resampling, patch, batch, network) and never re-derive it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.architecture import Architecture
+from autoseg.contracts.case import Resampling
 from autoseg.contracts.labels import LabelManager
-from autoseg.contracts.plans import DEFAULT_RESAMPLING, PLANS_SCHEMA_VERSION
+from autoseg.contracts.plans import PLANS_SCHEMA_VERSION
 from autoseg.planning.planner import Explanation, PlannedConfiguration, plan_configuration, plan_lowres
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.spacing import median_shape_at, target_spacing, transpose_axes
 from autoseg.preprocessing.steps import PreprocessingChoice
+from autoseg.utils.lookup import closest
 
 __all__ = [
     "PLANS_SCHEMA_VERSION",
@@ -76,19 +78,16 @@ def _configuration_dict(
         "batch_dice": batch_dice,
         "normalization_schemes": list(schemes),
         "use_mask_for_norm": list(use_mask),
-        "resampling": dict(DEFAULT_RESAMPLING),
-        "architecture": {
-            "network": cfg.network,
-            "n_stages": topo.num_stages,
-            "features_per_stage": list(plan.network.features),
-            "kernel_sizes": [list(k) for k in topo.kernel_sizes],
-            "strides": [list(s) for s in topo.strides],
-            "blocks_per_stage_encoder": list(plan.network.blocks_encoder),
-            "blocks_per_stage_decoder": list(plan.network.blocks_decoder),
-            "norm": "instance",
-            "nonlinearity": "leakyrelu",
-            "deep_supervision": True,
-        },
+        "resampling": Resampling().to_dict(),
+        "architecture": Architecture(
+            network=cfg.network,
+            n_stages=topo.num_stages,
+            features_per_stage=tuple(plan.network.features),
+            kernel_sizes=tuple(tuple(k) for k in topo.kernel_sizes),
+            strides=tuple(tuple(s) for s in topo.strides),
+            blocks_per_stage_encoder=tuple(plan.network.blocks_encoder),
+            blocks_per_stage_decoder=tuple(plan.network.blocks_decoder),
+        ).to_dict(),
         "memory": {
             "estimate_feature_map_elements": plan.estimate,
             "budget": plan.budget,
@@ -116,10 +115,10 @@ def parse_plan_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
         if config not in ("2d", "3d_fullres", "3d_lowres"):
             problems.append(f"{item!r}: unknown configuration {config!r} (2d, 3d_fullres, 3d_lowres)")
         if fld not in OVERRIDABLE:
-            near = difflib.get_close_matches(fld, OVERRIDABLE, 1)
+            near = closest(fld, OVERRIDABLE)
             problems.append(
                 f"{item!r}: {fld!r} cannot be overridden"
-                + (f" (did you mean {near[0]!r}?)" if near else f"; fields: {', '.join(OVERRIDABLE)}")
+                + (f" (did you mean {near!r}?)" if near else f"; fields: {', '.join(OVERRIDABLE)}")
             )
         parsed.setdefault(config, {})[fld] = yaml.safe_load(value)
     if problems:

@@ -127,6 +127,7 @@ def run_plan(
         plans["nonfinite_intensities"] = fingerprint["nonfinite_intensities"]
     _fit_landmarks(plans, dataset_root, explain)
     plans["run"] = {"config": run_config or {}, "versions": versions()}
+    plans["reasons"] = list(explain.lines)  # what `plan --explain` prints; the report shows them
     path = write_artifact(folders.plans(planner.name), "plans", PLANS_SCHEMA_VERSION, plans)
     typed = read_plans(folders, planner.name)  # what every later stage will read
     load_or_create_splits(folders.splits, list(typed.case_names), num_folds, split_seed, user_splits)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.utils.lookup import look_up
+
 EPS = 1e-8
 
 #: ``fn(image, mask, intensity_properties) -> normalized float32 image``; mask may be None.
@@ -101,16 +103,7 @@ def get_normalizer(name: str) -> Normalizer:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    fn = NORMALIZERS.get(str(name).lower())
-    if fn is None:
-        import difflib
-
-        near = difflib.get_close_matches(str(name).lower(), list(NORMALIZERS), n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(
-            f"unknown normalization scheme {name!r}{hint}; valid schemes: {', '.join(sorted(NORMALIZERS))}"
-        )
-    return fn
+    return look_up(NORMALIZERS, str(name).lower(), "normalization scheme")
 
 
 def normalize(

@@ -86,7 +86,7 @@ def plan_hash(plans: Plans, configuration: str, labels: Sequence[int], seed: int
         "normalization_schemes": schemes,
         "use_mask_for_norm": list(conf.use_mask_for_norm),
         "ct_intensities": {str(c): intensities.get(str(c)) for c, s in enumerate(schemes) if s == "ct"},
-        "resampling": dict(conf.resampling),
+        "resampling": conf.resampling.to_dict(),
         "labels": sorted(int(v) for v in labels),
         "seed": int(seed),
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.labels import LabelManager
 from autoseg.contracts.plans import Plans
 from autoseg.io.dataset import Case, RawDataset
@@ -35,16 +36,17 @@ from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_f
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.steps import denoise
 from autoseg.preprocessing.storage import is_case_complete, save_case
+from autoseg.preprocessing.workers import case_memory_bytes, workers_that_fit
 from autoseg.utils.faults import reached
 from autoseg.utils.files import remove_stale_temporaries
-from autoseg.utils.parallel import parallel_map
+from autoseg.utils.parallel import default_num_workers, parallel_map
 
 log = logging.getLogger(__name__)
 
 
 def preprocess_case(
     loaded: Any, plans: Plans, configuration: str
-) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray | None, CaseProperties]:
     """Preprocess one loaded case for a plan configuration.
 
     Args:
@@ -56,7 +58,8 @@ def preprocess_case(
     Returns:
         ``(data, seg, properties)``: data (C, Z', Y', X') float32 in the transposed axis
         order, seg (Z', Y', X') with -1 outside the non-zero mask (None without a label),
-        and JSON-able properties (geometry, crop bbox, shapes and spacings).
+        and the case's :class:`~autoseg.contracts.CaseProperties` (geometry, crop bbox, shapes,
+        spacings, resampling).
     """
     conf = plans.configuration(configuration)
     forward, backward = transpose_of(plans, loaded.images.ndim - 1)
@@ -77,34 +80,33 @@ def preprocess_case(
     )
     target = target_spacing_for(conf, spacing)
     new_shape = compute_new_shape(cropped_shape, spacing, target)
-    res = dict(conf.resampling)
-    threshold = float(res["separate_z_anisotropy_threshold"])
-    data_order, data_order_z = int(res["data_order"]), int(res["data_order_z"])
-    data = resample_data_to_shape(data, new_shape, spacing, target, data_order, data_order_z, threshold)
+    res = conf.resampling
+    orders = (res.data_order, res.data_order_z, res.separate_z_anisotropy_threshold)
+    data = resample_data_to_shape(data, new_shape, spacing, target, *orders)
     seg = None
     if label is not None:
-        seg_order, seg_order_z = int(res["seg_order"]), int(res["seg_order_z"])
-        seg = resample_seg_to_shape(label, new_shape, spacing, target, seg_order, seg_order_z, threshold)
-    properties = {
-        "case": loaded.name,
-        "configuration": configuration,
-        "geometry": loaded.geometry.to_json(),
-        "transpose_forward": forward,
-        "transpose_backward": backward,
-        "shape_before_cropping": shape_before,
-        "bbox_used_for_cropping": bbox,
-        "shape_after_cropping_and_before_resampling": cropped_shape,
-        "shape_after_resampling": list(new_shape),
-        "spacing": [float(s) for s in spacing],
-        "target_spacing": [float(s) for s in target],
-        "resampling": res,
-    }
+        orders = (res.seg_order, res.seg_order_z, res.separate_z_anisotropy_threshold)
+        seg = resample_seg_to_shape(label, new_shape, spacing, target, *orders)
+    properties = CaseProperties(
+        case=loaded.name,
+        configuration=configuration,
+        geometry=loaded.geometry.to_json(),
+        transpose_forward=tuple(forward),
+        transpose_backward=tuple(backward),
+        shape_before_cropping=tuple(shape_before),
+        bbox_used_for_cropping=tuple(tuple(int(v) for v in b) for b in bbox),
+        shape_after_cropping_and_before_resampling=tuple(cropped_shape),
+        shape_after_resampling=tuple(int(s) for s in new_shape),
+        spacing=tuple(float(s) for s in spacing),
+        target_spacing=tuple(float(s) for s in target),
+        resampling=res,
+    )
     return data, seg, properties
 
 
 def revert_preprocessing(
     array: np.ndarray,
-    properties: Mapping[str, Any],
+    properties: CaseProperties,
     order: int | None = None,
     order_z: int | None = None,
     regions: bool = False,
@@ -119,31 +121,31 @@ def revert_preprocessing(
     Args:
         array: segmentation (*spatial) or probabilities (K, *spatial) in preprocessed space.
         properties: the case's properties from :func:`preprocess_case`.
-        order: interpolation order (default from ``properties["resampling"]``).
+        order: interpolation order (default from ``properties.resampling``).
         order_z: order along the coarse axis of anisotropic data (default likewise).
         regions: the channels are independent region probabilities (sigmoid), not a softmax
             whose channel 0 is the background.
 
     Returns:
         An array of shape ``geometry.shape`` (with a leading K for probabilities), to be
-        written with ``Geometry.from_json(properties["geometry"])``.
+        written with ``Geometry.from_json(properties.geometry)``.
     """
-    spatial = len(properties["spacing"])
-    res = properties["resampling"]
-    cropped = properties["shape_after_cropping_and_before_resampling"]
-    current, native = properties["target_spacing"], properties["spacing"]
-    threshold = res["separate_z_anisotropy_threshold"]
-    bbox, full = properties["bbox_used_for_cropping"], properties["shape_before_cropping"]
-    backward = list(properties["transpose_backward"])
+    spatial = properties.num_spatial
+    res = properties.resampling
+    cropped = list(properties.shape_after_cropping_and_before_resampling)
+    current, native = list(properties.target_spacing), list(properties.spacing)
+    threshold = res.separate_z_anisotropy_threshold
+    bbox, full = properties.bbox_used_for_cropping, list(properties.shape_before_cropping)
+    backward = list(properties.transpose_backward)
     if array.ndim == spatial:
-        seg_order = res["seg_order"] if order is None else order
-        seg_order_z = res["seg_order_z"] if order_z is None else order_z
+        seg_order = res.seg_order if order is None else order
+        seg_order_z = res.seg_order_z if order_z is None else order_z
         seg = resample_seg_to_shape(array, cropped, current, native, seg_order, seg_order_z, threshold)
         out = paste_into(np.where(seg < 0, 0, seg).astype(array.dtype, copy=False), bbox, full, 0)
         out = out.transpose(backward)
     elif array.ndim == spatial + 1:
-        prob_order = res["probabilities_order"] if order is None else order
-        prob_order_z = res.get("probabilities_order_z", res["data_order_z"]) if order_z is None else order_z
+        prob_order = res.probabilities_orders[0] if order is None else order
+        prob_order_z = res.probabilities_orders[1] if order_z is None else order_z
         probs = resample_data_to_shape(array, cropped, current, native, prob_order, prob_order_z, threshold)
         out = paste_into(probs, bbox, full, 0)
         outside = np.ones(out.shape[1:], dtype=bool)
@@ -155,7 +157,7 @@ def revert_preprocessing(
         raise ValueError(
             f"expected a {spatial}D segmentation or (K, ...) probabilities, got shape {array.shape}"
         )
-    geometry = Geometry.from_json(properties["geometry"])
+    geometry = Geometry.from_json(dict(properties.geometry))
     if geometry.ndim == spatial - 1:  # a 2D image, carried as (1, Y, X)
         out = out[..., 0, :, :]
     if tuple(out.shape[out.ndim - geometry.ndim :]) != geometry.shape:
@@ -197,6 +199,22 @@ def _preprocess_one(
     }
 
 
+def _case_bytes(plans: Plans, configuration: str, cases: Sequence[Case]) -> list[int]:
+    """Per case to do, its estimated memory in a worker (from the fingerprint's shapes; none without it)."""
+    conf = plans.configuration(configuration)
+    todo = {c.name for c in cases}
+    out = []
+    for entry in (plans.fingerprint or {}).get("cases") or []:
+        if entry.get("name") not in todo:
+            continue
+        forward, _ = transpose_of(plans, len(entry["spacing"]))
+        spacing = [float(entry["spacing"][a]) for a in forward]
+        target = target_spacing_for(conf, spacing)
+        before, after = entry["shape_before_crop"], [entry["shape_after_crop"][a] for a in forward]
+        out.append(case_memory_bytes(before, after, spacing, target, plans.num_channels))
+    return out
+
+
 def preprocess_dataset(
     dataset: RawDataset,
     plans: Plans,
@@ -215,7 +233,9 @@ def preprocess_dataset(
         plans: the plans (:class:`autoseg.contracts.Plans`).
         configuration: e.g. ``"3d_fullres"``.
         out_root: the plans' preprocessed folder; cases go to ``out_root/<data_identifier>``.
-        num_workers: worker processes (None: all cores; 0 or 1: in this process).
+        num_workers: worker processes (None: all cores; 0 or 1: in this process); lowered, with a log
+            line, where that many of the largest case would not fit in the memory available
+            (:func:`autoseg.preprocessing.workers.workers_that_fit`).
         seed: seed of the class-location sampling.
 
     Returns:
@@ -253,7 +273,11 @@ def preprocess_dataset(
         seed=seed,
         ignore_label=ignore,
     )
-    results = parallel_map(work, todo, num_workers=num_workers, desc=f"preprocess {configuration}")
+    requested = default_num_workers() if num_workers is None else int(num_workers)
+    workers = workers_that_fit(
+        requested, _case_bytes(plans, configuration, todo), f"preprocess {configuration}"
+    )
+    results = parallel_map(work, todo, num_workers=workers, desc=f"preprocess {configuration}")
     problems = [p for r in results for p in r["problems"]]
     for p in problems:
         if p.severity != "error":

@@ -16,13 +16,14 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from autoseg.utils.lookup import unknown_name
 
 __all__ = [
     "DENOISERS",
@@ -74,9 +75,7 @@ NORMALIZATION_CHOICES = ("auto", "ct", "zscore", "rescale_to_0_1", "nonorm", "hi
 
 
 def _unknown(what: str, name: str, valid: Sequence[str]) -> ValueError:
-    near = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    return ValueError(f"unknown {what} {name!r}{hint} (valid: {', '.join(valid)})")
+    return ValueError(unknown_name(what, name, valid))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from autoseg.contracts.case import CaseProperties
 from autoseg.utils.files import atomic_path, write_json
 
 STORAGE_VERSION = 1
@@ -57,7 +58,7 @@ def save_case(
     case: str,
     data: np.ndarray,
     seg: np.ndarray,
-    properties: Mapping[str, Any],
+    properties: CaseProperties,
     locations: Mapping[int, np.ndarray],
     plan_hash: str,
 ) -> None:
@@ -68,7 +69,7 @@ def save_case(
         case: the case identifier.
         data: (C, *spatial) image data (stored as float32).
         seg: (*spatial) or (1, *spatial) label map (stored as int8/int16, (1, *spatial)).
-        properties: JSON-able properties of the case.
+        properties: the case's properties (:func:`autoseg.preprocessing.preprocess.preprocess_case`).
         locations: label -> (N, ndim) voxel coordinates.
         plan_hash: identifies the plan configuration the case was made with.
     """
@@ -91,7 +92,7 @@ def save_case(
         "seg_dtype": str(seg.dtype),
         "locations": sorted(arrays),
     }
-    write_json(files["properties"], {**properties, "storage": storage})
+    write_json(files["properties"], {**properties.to_dict(), "storage": storage})
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
@@ -106,9 +107,14 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
     return tuple(int(s) for s in shape), dtype, complete
 
 
-def read_properties(folder: str | os.PathLike[str], case: str) -> dict[str, Any]:
-    """The case's properties JSON (with its ``storage`` record)."""
+def _record(folder: str | os.PathLike[str], case: str) -> dict[str, Any]:
     return json.loads(case_files(folder, case)["properties"].read_text())
+
+
+def read_properties(folder: str | os.PathLike[str], case: str) -> CaseProperties:
+    """The case's properties (with its ``storage`` record); ContractError naming the file if malformed."""
+    path = case_files(folder, case)["properties"]
+    return CaseProperties.from_dict(json.loads(path.read_text()), where=str(path))
 
 
 def is_case_complete(folder: str | os.PathLike[str], case: str, plan_hash: str) -> bool:
@@ -120,7 +126,7 @@ def is_case_complete(folder: str | os.PathLike[str], case: str, plan_hash: str) 
     """
     files = case_files(folder, case)
     try:
-        storage = read_properties(folder, case)["storage"]
+        storage = _record(folder, case)["storage"]
         if storage.get("plan_hash") != plan_hash or storage.get("version") != STORAGE_VERSION:
             return False
         for key in ("data", "seg"):
@@ -137,9 +143,43 @@ def is_case_complete(folder: str | os.PathLike[str], case: str, plan_hash: str) 
         return False
 
 
+def case_damage(folder: str | os.PathLike[str], case: str) -> tuple[Path, str] | None:
+    """(the file, why) when a preprocessed case cannot be read (headers only: cheap), or None.
+
+    Names the first missing or damaged file of the case: a missing file, unreadable properties, an
+    array header that disagrees with the properties or an .npy shorter than its header says, an
+    unreadable locations archive.
+    """
+    files = case_files(folder, case)
+    for key in ("properties", "data", "seg", "locations"):
+        if not files[key].is_file():
+            return files[key], "is missing"
+    try:
+        storage = read_properties(folder, case).storage
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return files["properties"], f"is not readable ({type(err).__name__}: {err})"
+    if storage is None:
+        return files["properties"], "has no storage record (written by an older autoseg)"
+    for key in ("data", "seg"):
+        try:
+            shape, dtype, complete = _npy_header(files[key])
+        except (OSError, ValueError, EOFError) as err:
+            return files[key], f"is not a readable .npy file ({err})"
+        if not complete:
+            return files[key], "is shorter than its header says (truncated)"
+        if list(shape) != storage.get(f"{key}_shape") or str(dtype) != storage.get(f"{key}_dtype"):
+            return files[key], f"holds {dtype} {list(shape)}, not what {files['properties'].name} records"
+    try:
+        with np.load(files["locations"], allow_pickle=False) as npz:
+            npz.files  # noqa: B018 - reads the archive's directory
+    except (OSError, ValueError, EOFError) as err:
+        return files["locations"], f"is not readable ({err})"
+    return None
+
+
 def load_case(
     folder: str | os.PathLike[str], case: str, mmap: bool = True
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[int, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, CaseProperties, dict[int, np.ndarray]]:
     """Read a preprocessed case.
 
     Args:
@@ -149,7 +189,7 @@ def load_case(
 
     Returns:
         ``(data, seg, properties, locations)``: data (C, *spatial) float32, seg
-        (1, *spatial) int8/int16, the properties dict, label -> (N, ndim) int32.
+        (1, *spatial) int8/int16, the case's properties, label -> (N, ndim) int32.
     """
     files = case_files(folder, case)
     mode: Literal["r"] | None = "r" if mmap else None

@@ -1,4 +1,4 @@
-"""Gather what a report shows from a run's artifacts (read only; only the plan's reasons are recomputed).
+"""Gather what a report shows from a run's artifacts (read only).
 
 Sources: ``fingerprint.json`` and ``plans.json`` (preprocessed folder), every
 ``<config>/fold_<k>/{history.json, run.json, validation/}`` and ``<config>/cv_summary.json``,
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.contracts.plans import Plans
+from autoseg.contracts.selection import Selection
 
 __all__ = ["ConfigurationRun", "FoldRun", "RunData", "collect_run", "config_hash", "git_commit"]
 
@@ -74,9 +75,15 @@ class RunData:
     plans: Plans
     explain: list[str]
     configurations: dict[str, ConfigurationRun]
-    selection: dict[str, Any] | None
+    selection: Selection | None
     environment: dict[str, Any]
     model_root: Path
+
+
+def read_selection(model_root: Path) -> Selection | None:
+    """``<model_root>/selection.json``, or None when find-best has not run there."""
+    path = model_root / "selection.json"
+    return Selection.load(path) if path.is_file() else None
 
 
 def _json(path: Path) -> Any:
@@ -84,16 +91,10 @@ def _json(path: Path) -> Any:
 
 
 def plan_reasons(plans: Plans) -> list[str]:
-    """The ``autoseg plan --explain`` lines, recomputed from the plans' fingerprint and planner preset."""
-    from autoseg.planning.plans import build_plans
-    from autoseg.planning.presets import PlannerConfig
-
-    if not plans.fingerprint or not plans.planner:
-        return ["(the plans hold no fingerprint or planner preset; the reasons cannot be recomputed)"]
-    _, explain = build_plans(
-        dict(plans.fingerprint), PlannerConfig.from_mapping(dict(plans.planner)), plans.overrides
-    )
-    return list(explain.lines)
+    """The ``autoseg plan --explain`` lines, as planning stored them in plans.json."""
+    if not plans.reasons:
+        return ["(these plans were written before autoseg stored its reasons; run `autoseg plan` again)"]
+    return list(plans.reasons)
 
 
 def _fold_cases(folder: Path) -> list[dict[str, Any]]:
@@ -174,10 +175,10 @@ def collect_run(preprocessed: Path, model_root: Path, plans_name: str | None = N
     Raises:
         FileNotFoundError: no plans or no trained configuration, naming the folder and the command.
     """
-    selection = _json(model_root / "selection.json")
+    selection = read_selection(model_root)
     if plans_name is None:
         trained = sorted(p.name for p in model_root.glob("*") if p.is_dir() and list(p.glob("*/fold_*")))
-        plans_name = (selection or {}).get("plans_name") or (trained[0] if len(trained) == 1 else None)
+        plans_name = selection.plans_name if selection else (trained[0] if len(trained) == 1 else None)
         if plans_name is None:
             raise FileNotFoundError(
                 f"{model_root}: choose the plans with --plans-name (trained: {', '.join(trained) or 'none'});"
@@ -195,7 +196,7 @@ def collect_run(preprocessed: Path, model_root: Path, plans_name: str | None = N
         p.name: configuration_run(p) for p in sorted(base.glob("*")) if p.is_dir() and list(p.glob("fold_*"))
     }
     configs = {k: v for k, v in configs.items() if v.folds}
-    chosen = (selection or {}).get("configurations") or []
+    chosen = list(selection.configurations) if selection else []
     ensemble = base / "ensembles" / "+".join(chosen) / "cv_summary.json"
     if len(chosen) > 1 and ensemble.is_file():  # the chosen ensemble's out-of-fold cases (no folds)
         name = " + ".join(chosen)

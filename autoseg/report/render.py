@@ -17,7 +17,9 @@ from typing import Any
 from autoseg.report.collect import ConfigurationRun, RunData
 from autoseg.report.document import Cell, Document
 from autoseg.report.figures import curves_png, dice_strip_png, file_uri, histogram_png, thumbnail_uri
+from autoseg.report.leaderboard import find_leaderboards, leaderboard_section
 from autoseg.report.stats import bootstrap_ci, paired_wilcoxon
+from autoseg.utils.stats import mean_dice
 
 __all__ = ["case_values", "primary_configuration", "render_report"]
 
@@ -38,19 +40,20 @@ def case_values(conf: ConfigurationRun, class_name: str, metric: str = "dice") -
     return {c["case"]: c["metrics"].get(class_name, {}).get(metric) for c in conf.cases}
 
 
-def _mean_dice(case: dict[str, Any]) -> float:
-    values = [m.get("dice") for m in case["metrics"].values() if m.get("dice") is not None]
-    return sum(values) / len(values) if values else math.nan
+def _case_dice(case: dict[str, Any]) -> float:
+    """The case's Dice averaged over its classes (NaN when no class is defined)."""
+    value = mean_dice(m.get("dice") for m in case["metrics"].values())
+    return math.nan if value is None else value
 
 
 def primary_configuration(run: RunData) -> ConfigurationRun:
     """The selected configuration (find-best's, when a single one), else the best mean Dice."""
-    chosen = " + ".join((run.selection or {}).get("configurations") or [])
+    chosen = " + ".join(run.selection.configurations if run.selection else [])
     if chosen in run.configurations:
         return run.configurations[chosen]
 
     def score(conf: ConfigurationRun) -> float:
-        values = [_mean_dice(c) for c in conf.cases]
+        values = [_case_dice(c) for c in conf.cases]
         values = [v for v in values if not math.isnan(v)]
         return sum(values) / len(values) if values else -1.0
 
@@ -59,9 +62,9 @@ def primary_configuration(run: RunData) -> ConfigurationRun:
 
 def _summary(doc: Document, run: RunData, primary: ConfigurationRun) -> None:
     fp = run.fingerprint
-    sel = run.selection or {}
-    chosen = " + ".join(sel.get("configurations", [])) or f"{primary.name} (find-best not run)"
-    dice = [_mean_dice(c) for c in primary.cases]
+    sel = run.selection
+    chosen = " + ".join(sel.configurations if sel else []) or f"{primary.name} (find-best not run)"
+    dice = [_case_dice(c) for c in primary.cases]
     interval = bootstrap_ci([d for d in dice if not math.isnan(d)])
     epochs = sum(f.epochs for c in run.configurations.values() for f in c.folds.values())
     trained = [c for c in run.configurations.values() if c.folds]
@@ -210,10 +213,10 @@ def _crossval(
         per_class = {n: [v for v in case_values(conf, n).values() if v is not None] for n in conf.classes}
         doc.images([(dice_strip_png(per_class, f"{conf.name}: Dice per case"), f"{conf.name} Dice per case")])
     doc.heading(f"Cases of {primary.name}, worst first", level=3)
-    ordered = sorted(primary.cases, key=lambda c: (math.isnan(_mean_dice(c)), _mean_dice(c)))
+    ordered = sorted(primary.cases, key=lambda c: (math.isnan(_case_dice(c)), _case_dice(c)))
     rows: list[list[Cell]] = []
     for i, case in enumerate(ordered):
-        cells: list[Cell] = [case["case"], case["fold"], _fmt(_mean_dice(case))]
+        cells: list[Cell] = [case["case"], case["fold"], _fmt(_case_dice(case))]
         for name in primary.classes:
             m = case["metrics"].get(name, {})
             cells.append(f"{_fmt(m.get('dice'))} / {_fmt(m.get('hd95'), 1)} / {_fmt(m.get('nsd'))}")
@@ -230,13 +233,13 @@ def _selection(doc: Document, run: RunData) -> None:
         doc.paragraph("find-best has not run (autoseg find-best DATASET).", muted=True)
         return
     rows: list[list[Cell]] = []
-    for cand in sorted(sel.get("candidates", []), key=lambda c: -c["score"]):
-        chosen = "chosen" if cand["configurations"] == sel.get("configurations") else ""
+    for cand in sorted(sel.candidates, key=lambda c: -c["score"]):
+        chosen = "chosen" if tuple(cand["configurations"]) == sel.configurations else ""
         per_class = ", ".join(f"{k} {_fmt(v)}" for k, v in cand.get("per_class", {}).items())
         rows.append([" + ".join(cand["configurations"]), _fmt(cand["score"], 4), per_class, chosen])
     doc.table(["candidate", "mean foreground Dice", "per class", ""], rows)
-    doc.paragraph(f"Post-processing chosen: {sel.get('postprocessing')}")
-    decisions = (sel.get("postprocessing_report") or {}).get("decisions", [])
+    doc.paragraph(f"Post-processing chosen: {sel.postprocessing}")
+    decisions = sel.postprocessing_report.get("decisions", [])
     rows = [
         [
             d["step"] + (f" of {d['class']}" if "class" in d else ""),
@@ -248,14 +251,14 @@ def _selection(doc: Document, run: RunData) -> None:
     ]
     if rows:
         doc.table(["post-processing step", "foreground Dice", "gain", "verdict"], rows)
-    calibration = sel.get("calibration") or {}
+    calibration = sel.calibration
     if calibration:
         rows = [
             [k, _fmt(v.get("temperature")), _fmt(v.get("ece_before"), 4), _fmt(v.get("ece_after"), 4)]
             for k, v in calibration.items()
         ]
         doc.table(["configuration", "temperature", "ECE before", "ECE after"], rows)
-    doc.code([sel.get("predict_command", "")])
+    doc.code([sel.predict_command])
 
 
 def _environment(doc: Document, run: RunData) -> None:
@@ -305,6 +308,7 @@ def render_report(
         compare_section(doc, primary, compare[0], f"{run.model_root} ({primary.name})", compare[1])
     _crossval(doc, run, primary, raw_root, thumbnails)
     _selection(doc, run)
+    leaderboard_section(doc, run.model_root.name, find_leaderboards(run.model_root))
     _training(doc, run)
     _fingerprint(doc, run)
     _plan(doc, run)
@@ -314,12 +318,9 @@ def render_report(
 
 def other_run(model_root: Path, plans_name: str | None, configuration: str | None) -> ConfigurationRun:
     """A configuration of another results folder, for ``--compare`` (its selection's, or the only one)."""
-    import json
+    from autoseg.report.collect import configuration_run, read_selection
 
-    from autoseg.report.collect import configuration_run
-
-    selection_file = model_root / "selection.json"
-    selection = json.loads(selection_file.read_text()) if selection_file.is_file() else {}
+    selection = read_selection(model_root)
     plans_dirs: Sequence[Path] = (
         [model_root / plans_name] if plans_name else sorted(p for p in model_root.glob("*") if p.is_dir())
     )
@@ -329,7 +330,7 @@ def other_run(model_root: Path, plans_name: str | None, configuration: str | Non
         for c in (configuration_run(p) for p in sorted(d.glob("*")) if p.is_dir() and list(p.glob("fold_*")))
         if c.cases
     }
-    wanted = configuration or (selection.get("configurations") or [None])[0]
+    wanted = configuration or (selection.configurations[0] if selection else None)
     if wanted in found:
         return found[wanted]
     if len(found) == 1:

@@ -9,6 +9,7 @@ from typing import Any
 
 from autoseg.data.augment import AugmentConfig
 from autoseg.utils.dataclasses import from_mapping
+from autoseg.utils.lookup import unknown_name
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -55,16 +56,13 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            import difflib
-
-            near = difflib.get_close_matches(self.name, OPTIMIZERS, 1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"trainer.optimizer.name={self.name!r} is unknown{hint}; one of {OPTIMIZERS}")
+            raise ValueError(f"trainer.optimizer.name: {unknown_name('optimizer', self.name, OPTIMIZERS)}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"trainer.optimizer.betas={self.betas} must be two values in [0, 1)")
 
 
 AMP_DTYPES = ("auto", "bfloat16", "float16")
+LOGGERS = ("tensorboard", "mlflow")
 AUGMENT_ON = ("auto", "workers", "device")
 
 
@@ -108,6 +106,12 @@ class TrainerConfig:
         augment: the augmentation's probabilities and ranges, and extra TorchIO transforms
             (conf/augment/*.yaml, the ``augment`` group: ``augment=mr-artefacts``).
         loss: :class:`LossConfig`; optimizer: :class:`OptimizerConfig`.
+        loggers: where the per-epoch numbers go besides training_log.txt and progress.png:
+            ``tensorboard`` and/or ``mlflow`` (:mod:`autoseg.training.tracking`).
+        mlflow_tracking_uri: the MLflow store (None: ``MLFLOW_TRACKING_URI``, else
+            ``<results>/mlruns``).
+        mlflow_experiment: the MLflow experiment (None: the dataset's name); a sweep sets one
+            name for all its runs.
     """
 
     name: str = "default"
@@ -142,9 +146,15 @@ class TrainerConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loggers: tuple[str, ...] = ("tensorboard",)
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown or len(set(self.loggers)) != len(self.loggers):
+            problems.append(f"loggers={list(self.loggers)} must be distinct names among {', '.join(LOGGERS)}")
         for key in ("epochs", "iterations_per_epoch"):
             if getattr(self, key) < 1:
                 problems.append(f"{key}={getattr(self, key)} must be >= 1")

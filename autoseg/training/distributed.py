@@ -71,6 +71,10 @@ class DistributedContext:
         local_world_size: number of processes on this node (they share its CPUs).
         backend: ``nccl`` (CUDA) or ``gloo`` (CPU); None for a single process.
         timeout_s: how long a collective waits for the other ranks before failing.
+        restart_count: how often torchrun restarted this node's workers after a failure.
+        elastic_run_id: torchrun's run id (``--rdzv-id``) when it may restart the workers
+            (``--max-restarts`` > 0), else None: a restarted job then resumes from the fold's latest
+            checkpoint (:func:`autoseg.training.setup.resume_after_restart`).
     """
 
     rank: int = 0
@@ -79,6 +83,8 @@ class DistributedContext:
     backend: str | None = None
     local_world_size: int = 1
     timeout_s: float = DEFAULT_TIMEOUT_MIN * 60
+    restart_count: int = 0
+    elastic_run_id: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank < self.world_size or not 0 <= self.local_rank < self.local_world_size:
@@ -105,21 +111,39 @@ class DistributedContext:
         cls, env: Mapping[str, str], device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_MIN * 60
     ) -> DistributedContext:
         """The context torchrun describes in ``env`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-        ``LOCAL_WORLD_SIZE``).
+        ``LOCAL_WORLD_SIZE``, ``TORCHELASTIC_RESTART_COUNT``, ``TORCHELASTIC_MAX_RESTARTS``,
+        ``TORCHELASTIC_RUN_ID``).
 
         Without ``WORLD_SIZE`` (or with 1) it is a single process. The backend is ``nccl`` for a CUDA
-        ``device``, ``gloo`` otherwise.
+        ``device``, ``gloo`` otherwise. The device index comes from ``LOCAL_RANK``, never from the
+        global rank (on the second node of two with 4 GPUs each, rank 5 uses ``cuda:1``): a launcher
+        that does not set ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` is refused.
+
+        Raises:
+            ValueError: several ranks without ``RANK``, ``LOCAL_RANK`` or ``LOCAL_WORLD_SIZE``.
         """
         world = int(env.get("WORLD_SIZE", "1"))
+        restarts = int(env.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        elastic = (
+            env.get("TORCHELASTIC_RUN_ID") if int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 else None
+        )
         if world <= 1:
-            return cls(timeout_s=timeout_s)
+            return cls(timeout_s=timeout_s, restart_count=restarts, elastic_run_id=elastic)
+        missing = [k for k in ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE") if k not in env]
+        if missing:
+            raise ValueError(
+                f"WORLD_SIZE={world} but {', '.join(missing)} not set: start the ranks with torchrun (which "
+                "sets them), e.g. torchrun --nnodes N --nproc-per-node G -m autoseg train ..."
+            )
         return cls(
             rank=int(env["RANK"]),
-            local_rank=int(env.get("LOCAL_RANK", env["RANK"])),
+            local_rank=int(env["LOCAL_RANK"]),
             world_size=world,
             backend="nccl" if device.type == "cuda" else "gloo",
-            local_world_size=int(env.get("LOCAL_WORLD_SIZE", world)),
+            local_world_size=int(env["LOCAL_WORLD_SIZE"]),
             timeout_s=timeout_s,
+            restart_count=restarts,
+            elastic_run_id=elastic,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from autoseg import __version__
+from autoseg.contracts.plans import Plans
 from autoseg.nets.factory import build_network
 from autoseg.training.cascade import network_in_channels
 from autoseg.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
@@ -74,7 +75,7 @@ def checkpoint_state(
         "in_channels": network_in_channels(spec),
         "labels": spec.plans.labels.to_json(),
         **({"regions_class_order": list(order)} if (order := spec.plans.labels.regions_class_order) else {}),
-        "patch_size": list(cfg.patch_size or conf.patch_size),
+        "patch_size": list(conf.patch_size),
         "mirror_axes": list(conf.mirror_axes),
         "world_size": parts.distributed.world_size,
     }
@@ -106,6 +107,7 @@ def write_run_info(
     compile) and ``augment_on`` (where augmentation runs and why; updated by
     :func:`record_augment_on` when ``auto`` decides after the first epoch).
     """
+    write_plans_copy(spec)  # first: a fold of another patch stops before anything is written
     write_json(
         spec.output / "run.json",
         {
@@ -115,12 +117,31 @@ def write_run_info(
             "fold": str(spec.fold),
             "configuration": spec.configuration,
             "plans_name": spec.plans.plans_name,
+            "patch_size": list(spec.conf.patch_size),
             "train_cases": len(spec.train_cases),
             "val_cases": len(spec.val_cases),
             **(runtime or {}),
         },
     )
-    write_json(spec.output.parent / "plans.json", spec.plans.to_dict(with_fingerprint=False))
+
+
+def write_plans_copy(spec: FoldSpec) -> None:
+    """The plans the fold trains with, beside the configuration's folds (``<config>/plans.json``).
+
+    Raises:
+        ValueError: the folds trained before used another patch (a ``trainer.patch_size`` of one
+            fold only): every fold of a configuration must predict with the same plans.
+    """
+    path = spec.output.parent / "plans.json"
+    if path.is_file():
+        before = Plans.load(path).configuration(spec.configuration).patch_size
+        if before != spec.conf.patch_size:
+            raise ValueError(
+                f"{path} records patch_size {list(before)} for {spec.configuration}, but fold {spec.fold} "
+                f"trains with {list(spec.conf.patch_size)}: train every fold with the same "
+                "trainer.patch_size, or remove the other folds (and that plans.json) first"
+            )
+    write_json(path, spec.plans.to_dict(with_fingerprint=False))
 
 
 def record_augment_on(spec: FoldSpec, decision: dict[str, Any]) -> None:
@@ -195,6 +216,7 @@ def validate_only(
     """Rerun the final validation of a trained fold from ``checkpoint_<checkpoint>.pt``."""
     from autoseg.training.validation import validate_fold
 
+    spec = spec.trained_with(cfg.patch_size)
     path = spec.output / f"checkpoint_{checkpoint}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train the fold first (autoseg train ...)")

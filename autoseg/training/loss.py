@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DeepSupervisionLoss", "DiceCELoss", "RegionDiceBCELoss", "downsample_target", "soft_dice"]
+__all__ = [
+    "DeepSupervisionLoss",
+    "DiceCELoss",
+    "DiceCrossEntropy",
+    "RegionDiceBCELoss",
+    "downsample_target",
+    "soft_dice",
+]
 
 
 def soft_dice(
@@ -51,26 +58,20 @@ def soft_dice(
     return dice.mean()
 
 
-class DiceCELoss(nn.Module):
-    """Soft Dice (background excluded) plus cross-entropy, nnU-Net's ``DC_and_CE_loss``.
+class DiceCrossEntropy(nn.Module):
+    """The skeleton both losses share: ``weight_ce * CE + weight_dice * (1 - soft Dice)``, in float32.
 
-    Returns ``weight_ce * CE + weight_dice * (1 - Dice)``: lower is better, 0 at best (module
-    docstring on the sign). Computed in float32 whatever the logits' dtype (AMP-safe).
+    A subclass says how the integer target becomes what its terms compare (:meth:`targets`), its
+    cross-entropy (:meth:`cross_entropy`) and what the Dice scores (:meth:`dice_inputs`); the shape
+    check, the float32 cast (AMP-safe), the ignore mask and the weighting live here once.
 
     Args:
-        batch_dice: one Dice per class over the whole batch (the plan's ``batch_dice``); else one per
-            sample and class, averaged.
+        batch_dice: one Dice per channel over the whole batch (the plan's ``batch_dice``); else one per
+            sample and channel, averaged.
         smooth: Dice smoothing term.
         weight_ce: weight of the cross-entropy term.
         weight_dice: weight of the Dice term.
-        ignore_index: target value of unannotated voxels; they count neither in the CE nor in the
-            Dice. Must not be a class index below K (use e.g. K or 255).
-
-    Example:
-        >>> loss = DiceCELoss(batch_dice=False)
-        >>> logits = torch.zeros(2, 3, 8, 8, requires_grad=True)
-        >>> target = torch.randint(0, 3, (2, 1, 8, 8))
-        >>> loss(logits, target).backward()
+        ignore_index: target value of unannotated voxels; they count neither in the CE nor in the Dice.
     """
 
     def __init__(
@@ -82,11 +83,20 @@ class DiceCELoss(nn.Module):
         ignore_index: int | None = None,
     ) -> None:
         super().__init__()
-        self.batch_dice = batch_dice
-        self.smooth = smooth
-        self.weight_ce = weight_ce
-        self.weight_dice = weight_dice
-        self.ignore_index = ignore_index
+        self.batch_dice, self.smooth = batch_dice, smooth
+        self.weight_ce, self.weight_dice, self.ignore_index = weight_ce, weight_dice, ignore_index
+
+    def targets(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(what the terms compare with, the mask of voxels that count or None)."""
+        raise NotImplementedError
+
+    def cross_entropy(self, logits: Tensor, targets: Tensor, mask: Tensor | None) -> Tensor:
+        """The mean cross-entropy over the voxels that count."""
+        raise NotImplementedError
+
+    def dice_inputs(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(probabilities, one-hot target) of the channels the Dice scores."""
+        raise NotImplementedError
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of logits (B, K, *spatial) against integer labels (B, 1, *spatial)."""
@@ -96,30 +106,54 @@ class DiceCELoss(nn.Module):
                 f"got {tuple(target.shape)}"
             )
         logits = logits.float()
-        labels = target[:, 0].long()
-        mask = None
-        if self.ignore_index is not None:
-            if 0 <= self.ignore_index < logits.shape[1]:
-                raise ValueError(f"ignore_index={self.ignore_index} collides with a class index")
-            valid = labels != self.ignore_index
-            labels = torch.where(valid, labels, 0)
-            mask = valid[:, None]
+        targets, mask = self.targets(logits, target)
         loss = logits.new_zeros(())
         if self.weight_ce:
-            ce = F.cross_entropy(logits, labels, reduction="none")
-            if mask is not None:
-                ce = ce[mask[:, 0]]
-            loss = loss + self.weight_ce * (ce.mean() if ce.numel() else ce.sum())
+            loss = loss + self.weight_ce * self.cross_entropy(logits, targets, mask)
         if self.weight_dice:
-            probs = torch.softmax(logits, 1)[:, 1:]
-            onehot = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
-            onehot.scatter_(1, labels[:, None], True)
-            dice = soft_dice(probs, onehot[:, 1:], self.batch_dice, self.smooth, mask)
+            probs, onehot = self.dice_inputs(logits, targets)
+            dice = soft_dice(probs, onehot, self.batch_dice, self.smooth, mask)
             loss = loss + self.weight_dice * (1 - dice)
         return loss
 
 
-class RegionDiceBCELoss(nn.Module):
+class DiceCELoss(DiceCrossEntropy):
+    """Soft Dice (background excluded) plus cross-entropy, nnU-Net's ``DC_and_CE_loss``.
+
+    Returns ``weight_ce * CE + weight_dice * (1 - Dice)``: lower is better, 0 at best (module
+    docstring on the sign). Arguments as :class:`DiceCrossEntropy`; ``ignore_index`` must not be a
+    class index below K (use e.g. K or 255).
+
+    Example:
+        >>> loss = DiceCELoss(batch_dice=False)
+        >>> logits = torch.zeros(2, 3, 8, 8, requires_grad=True)
+        >>> target = torch.randint(0, 3, (2, 1, 8, 8))
+        >>> loss(logits, target).backward()
+    """
+
+    def targets(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
+        labels = target[:, 0].long()
+        if self.ignore_index is None:
+            return labels, None
+        if 0 <= self.ignore_index < logits.shape[1]:
+            raise ValueError(f"ignore_index={self.ignore_index} collides with a class index")
+        valid = labels != self.ignore_index
+        return torch.where(valid, labels, 0), valid[:, None]
+
+    def cross_entropy(self, logits: Tensor, targets: Tensor, mask: Tensor | None) -> Tensor:
+        ce = F.cross_entropy(logits, targets, reduction="none")
+        if mask is not None:
+            ce = ce[mask[:, 0]]
+        return ce.mean() if ce.numel() else ce.sum()
+
+    def dice_inputs(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        probs = torch.softmax(logits, 1)[:, 1:]
+        onehot = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+        onehot.scatter_(1, targets[:, None], True)
+        return probs, onehot[:, 1:]
+
+
+class RegionDiceBCELoss(DiceCrossEntropy):
     """Region-based training (nnU-Net's ``DC_and_BCE_loss``): one sigmoid output per region, soft
     Dice over every region (no background channel) plus binary cross-entropy.
 
@@ -129,7 +163,7 @@ class RegionDiceBCELoss(nn.Module):
 
     Args:
         regions: the values of each region, in output order (``LabelManager.region_values``).
-        batch_dice, smooth, weight_ce, weight_dice, ignore_index: as :class:`DiceCELoss`
+        batch_dice, smooth, weight_ce, weight_dice, ignore_index: as :class:`DiceCrossEntropy`
             (``weight_ce`` weights the BCE).
 
     Example:
@@ -147,43 +181,31 @@ class RegionDiceBCELoss(nn.Module):
         weight_dice: float = 1.0,
         ignore_index: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_dice, smooth, weight_ce, weight_dice, ignore_index)
         self.regions = [tuple(int(v) for v in r) for r in regions]
         if not self.regions or any(not r for r in self.regions):
             raise ValueError(f"regions must be non-empty lists of label values, got {regions}")
         if ignore_index is not None and any(ignore_index in r for r in self.regions):
             raise ValueError(f"ignore_index={ignore_index} is part of a region {self.regions}")
-        self.batch_dice, self.smooth = batch_dice, smooth
-        self.weight_ce, self.weight_dice, self.ignore_index = weight_ce, weight_dice, ignore_index
 
     def region_target(self, labels: Tensor) -> Tensor:
         """Integer labels (B, 1, *spatial) -> bool region maps (B, R, *spatial)."""
         return torch.cat([torch.isin(labels, labels.new_tensor(r)) for r in self.regions], 1)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Loss of logits (B, R, *spatial) against integer labels (B, 1, *spatial)."""
-        if target.ndim != logits.ndim or target.shape[1] != 1 or target.shape[2:] != logits.shape[2:]:
-            raise ValueError(
-                f"target must be (B, 1, *spatial) matching logits {tuple(logits.shape)}, "
-                f"got {tuple(target.shape)}"
-            )
+    def targets(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
         if logits.shape[1] != len(self.regions):
             raise ValueError(f"{logits.shape[1]} outputs for {len(self.regions)} regions")
-        logits = logits.float()
-        onehot = self.region_target(target)
         mask = None if self.ignore_index is None else target != self.ignore_index
-        loss = logits.new_zeros(())
-        if self.weight_ce:
-            bce = F.binary_cross_entropy_with_logits(logits, onehot.float(), reduction="none")
-            if mask is not None:
-                bce = (bce * mask).sum() / (mask.sum() * bce.shape[1]).clamp_min(1)
-            else:
-                bce = bce.mean()
-            loss = loss + self.weight_ce * bce
-        if self.weight_dice:
-            dice = soft_dice(torch.sigmoid(logits), onehot, self.batch_dice, self.smooth, mask)
-            loss = loss + self.weight_dice * (1 - dice)
-        return loss
+        return self.region_target(target), mask
+
+    def cross_entropy(self, logits: Tensor, targets: Tensor, mask: Tensor | None) -> Tensor:
+        bce = F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none")
+        if mask is None:
+            return bce.mean()
+        return (bce * mask).sum() / (mask.sum() * bce.shape[1]).clamp_min(1)
+
+    def dice_inputs(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.sigmoid(logits), targets
 
 
 def downsample_target(target: Tensor, shape: Sequence[int]) -> Tensor:

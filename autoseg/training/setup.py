@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from autoseg.training.distributed import (
     barrier,
     batch_share,
     describe_split,
+    from_main,
     wrap_ddp,
 )
 from autoseg.training.fold_io import (
@@ -62,7 +64,9 @@ from autoseg.training.placement import AugmentPlacement
 from autoseg.training.schedule import extension_anchor
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
+from autoseg.training.tracking import open_tracker, tracked
 from autoseg.utils.device import pick_device as pick_device  # re-exported
+from autoseg.utils.files import write_json
 
 log = logging.getLogger("autoseg.train")
 
@@ -105,7 +109,7 @@ def build_parts(
     is wrapped in DistributedDataParallel.
     """
     conf = spec.conf
-    patch = list(cfg.patch_size or conf.patch_size)
+    patch = list(conf.patch_size)  # trainer.patch_size is already in the plans (FoldSpec.trained_with)
     batch_size = cfg.batch_size or conf.batch_size
     share = batch_share(batch_size, distributed.rank, distributed.world_size) if distributed.enabled else None
     from autoseg.data.augment import Augmenter
@@ -312,6 +316,32 @@ def _placement(
     return placement
 
 
+ELASTIC_RUN = "elastic_run.json"
+
+
+def resume_after_restart(spec: FoldSpec, distributed: DistributedContext, resume: bool) -> bool:
+    """Whether to resume: ``resume``, or under ``torchrun --max-restarts N`` whether this job (its
+    ``--rdzv-id``) already wrote the fold's checkpoint_latest.pt, i.e. torchrun restarted its workers.
+
+    Rank 0 decides and tells every rank (call it inside the process group). It records the run id in
+    ``<fold>/elastic_run.json`` when the job starts fresh, so a new job with another run id still
+    starts over, and a restart before the first checkpoint starts over too. torchrun's restart count
+    is not used: it counts only the failures of each node's own workers.
+    """
+    if resume or distributed.elastic_run_id is None:
+        return resume
+    found = False
+    if distributed.is_main:
+        marker, latest = spec.output / ELASTIC_RUN, spec.output / "checkpoint_latest.pt"
+        saved = json.loads(marker.read_text()).get("run_id") if marker.is_file() else None
+        found = saved == distributed.elastic_run_id and latest.is_file()
+        if found:
+            log.warning("torchrun restarted job %s: resuming from %s", saved, latest)
+        else:
+            write_json(marker, {"run_id": distributed.elastic_run_id})
+    return from_main(found, distributed)
+
+
 def train_fold(
     spec: FoldSpec,
     cfg: TrainerConfig,
@@ -359,6 +389,7 @@ def _train_fold(
             "--init-from starts a new run from another model's weights; --resume continues this run from "
             f"{spec.output / 'checkpoint_latest.pt'}: give one of them"
         )
+    spec = spec.trained_with(cfg.patch_size)  # the plans record the patch the network trains on
     cfg = _workers_for_extra_transforms(cfg)
     if spec.conf.previous_stage is not None and cfg.augment_on != "workers":
         log.info(
@@ -379,16 +410,18 @@ def _train_fold(
     transferred = initialise(bare_module(parts.network), spec, init) if init is not None else None
     if checkpoint is not None:
         restore_parts(parts, checkpoint)
-    run_log = None
+    run_log, tracker = None, None
     state.augment_on = AugmentPlacement.initial(cfg.augment_on, device, state.augment_on)
+    names = list(spec.plans.labels.output_names)[-len(parts.labels) :]
     if main:
-        run_log = RunLog(spec.output, list(spec.plans.labels.output_names)[-len(parts.labels) :])
+        run_log = RunLog(spec.output, names, tensorboard="tensorboard" in cfg.loggers)
         runtime = {**precision(parts, cfg), "augment_on": state.augment_on}
         if transferred is not None:
             runtime["init_from"] = transferred.to_dict()
         if state.lr_anchor is not None:
             runtime["lr_extension"] = state.lr_anchor
         write_run_info(spec, cfg, device, config or {}, runtime)
+        tracker = open_tracker(spec, cfg, config or {}, names, resume)
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):
         say(line)
@@ -409,13 +442,16 @@ def _train_fold(
     callbacks: list[Callback] = [placement]
     if run_log is not None:
         callbacks += [lambda s, r: run_log.epoch(r, s.history), Checkpointer(parts, spec, cfg)]
+    if tracker is not None:
+        callbacks.append(lambda s, r: tracker.epoch(r))
     callbacks += [early_stop(cfg, say), *extra_callbacks]
-    try:
-        run_training(parts, cfg, state, callbacks)
-    finally:
-        if run_log is not None:
-            run_log.close()
-    barrier(distributed)  # every rank is done with its collectives; rank 0 goes on alone
-    if main:
-        finish_fold(parts, state, spec, cfg, say)
+    with tracked(tracker):
+        try:
+            run_training(parts, cfg, state, callbacks)
+        finally:
+            if run_log is not None:
+                run_log.close()
+        barrier(distributed)  # every rank is done with its collectives; rank 0 goes on alone
+        if main:
+            finish_fold(parts, state, spec, cfg, say)
     return state

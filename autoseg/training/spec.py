@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autoseg.contracts.plans import ConfigurationPlan, Plans
@@ -22,6 +23,14 @@ class FoldSpec:
     val_cases: tuple[str, ...]
     output: Path  # .../<Dataset>/<plans>/<config>/fold_<k>
     raw_root: Path | None = None  # the raw dataset: validation is scored against its labels when set
+
+    def trained_with(self, patch_size: Sequence[int] | None) -> FoldSpec:
+        """This fold with the trainer's ``patch_size`` override written into its plans (None: the plan's)."""
+        if patch_size is None:
+            return self
+        return replace(
+            self, plans=self.plans.with_patch_size(self.configuration, patch_size, "trainer.patch_size")
+        )
 
     @property
     def conf(self) -> ConfigurationPlan:

@@ -39,9 +39,7 @@ SUMMARY_SCHEMA_VERSION = 2
 def _predictor(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, device: torch.device) -> Any:
     """The predictor of ``autoseg predict`` around the network that just trained (same TTA, same tiles)."""
     options = PredictOptions(tta=cfg.tta_mirroring, step_size=cfg.step_size, amp=cfg.amp)
-    return ConfigurationPredictor.from_networks(
-        spec.plans, spec.configuration, [network], device, options, cfg.patch_size or None
-    )
+    return ConfigurationPredictor.from_networks(spec.plans, spec.configuration, [network], device, options)
 
 
 def _draw(raw_root: Path, name: str, ending: str, seg: np.ndarray, names: dict[int, str], out: Path) -> None:
@@ -85,7 +83,7 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
                 image = with_previous(image, maps[name], cascade)
             logits = predictor.logits(image)
             probs = label_manager.activate(logits).numpy()
-            geometry = Geometry.from_json(properties["geometry"])
+            geometry = Geometry.from_json(dict(properties.geometry))
             seg_native, _ = export_prediction(
                 name,
                 ending,

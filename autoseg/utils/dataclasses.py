@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
+
+from autoseg.utils.lookup import closest
 
 T = TypeVar("T")
 
@@ -19,6 +20,6 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], what: str) -> T:
     valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = [k for k in data if k not in valid]
     if unknown:
-        hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, valid, 1)})" for k in unknown]
+        hints = [f"{k!r} (did you mean {[n for n in [closest(k, sorted(valid))] if n]})" for k in unknown]
         raise ValueError(f"{what}: unknown keys {', '.join(hints)}")
     return cls(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in data.items()})

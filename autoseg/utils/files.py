@@ -212,6 +212,18 @@ def write_artifact(
     return write_json(path, {"kind": kind, "schema_version": schema_version, **body})
 
 
+#: The command that writes each kind of artifact (what an error about a missing one tells the user).
+WRITTEN_BY = {
+    "splits": "autoseg plan DATASET",
+    "plans": "autoseg plan DATASET",
+    "fingerprint": "autoseg plan DATASET",
+    "validation_summary": "autoseg train DATASET CONFIG FOLD (--val-only when trained)",
+    "cv_summary": "autoseg find-best DATASET",
+    "selection": "autoseg find-best DATASET",
+    "evaluation": "autoseg evaluate PRED REF",
+}
+
+
 def read_artifact(path: str | os.PathLike[str], kind: str, schema_version: int) -> dict[str, Any]:
     """Read an artifact written by :func:`write_artifact` and check its kind and version.
 
@@ -220,15 +232,22 @@ def read_artifact(path: str | os.PathLike[str], kind: str, schema_version: int) 
     """
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path}: not found. Run the stage that writes the {kind} first.")
+        raise ArtifactError(
+            f"{path}: not found; write it first: {WRITTEN_BY.get(kind, 'the stage that writes the ' + kind)}"
+        )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ArtifactError(f"{path}: not valid JSON ({err}). Delete it and run the stage again.") from err
+        again = WRITTEN_BY.get(kind, "the stage that writes it")
+        raise ArtifactError(f"{path}: not valid JSON ({err}); delete it and write it again: {again}") from err
+    if not isinstance(data, dict):
+        raise ArtifactError(
+            f"{path}: not a JSON object; delete it and write it again: {WRITTEN_BY.get(kind, kind)}"
+        )
     if data.get("kind") != kind or data.get("schema_version") != schema_version:
         raise ArtifactError(
             f"{path}: expected a {kind} of schema_version {schema_version}, found "
             f"kind={data.get('kind')!r} schema_version={data.get('schema_version')!r}. "
-            "Re-run the stage that writes it with this version of autoseg."
+            f"Write it again with this version of autoseg: {WRITTEN_BY.get(kind, 'the stage that writes it')}"
         )
     return data

@@ -65,7 +65,7 @@ def test_reads_a_valid_plan_with_the_cascade_resolved(tmp_path: Path) -> None:
     assert cascade.previous_stage == "3d_lowres" and cascade.next_stage is None
     assert plans.configuration("3d_lowres").next_stage == "3d_cascade_fullres"
     assert plans.num_channels == 1 and plans.labels.num_outputs == 3
-    assert plans.configuration("3d_fullres").resampling["data_order"] == 3  # nnU-Net's default filled in
+    assert plans.configuration("3d_fullres").resampling.data_order == 3  # nnU-Net's default filled in
     with pytest.raises(KeyError, match="planned: 3d_fullres, 3d_lowres"):
         plans.configuration("2d")
 
@@ -92,7 +92,7 @@ def test_lists_every_problem_at_once(tmp_path: Path) -> None:
         "missing 'dataset_name'",
         "transpose_forward [0, 0, 2] is not a permutation",
         "3d_fullres.batch_size: expected int, got 'two'",
-        "n_stages=5",
+        "n_stages is 5",
         "3d_lowres: 2 normalization scheme(s) for 1 channel(s)",
     ):
         assert expected in text

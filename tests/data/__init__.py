@@ -9,6 +9,7 @@ import numpy as np
 
 from autoseg.preprocessing.locations import sample_class_locations
 from autoseg.preprocessing.storage import save_case
+from tests.presets import case_properties
 
 
 def write_cases(
@@ -38,7 +39,7 @@ def write_cases(
         seg[0][seg[0] == 0] = -1
         name = f"case_{i:03d}"
         locations = sample_class_locations(np.maximum(seg, 0), [1, 2], seed=1234)
-        save_case(folder, name, data, seg, {"case": name}, locations, "test")
+        save_case(folder, name, data, seg, case_properties(name, shape), locations, "test")
         names.append(name)
     return names
 

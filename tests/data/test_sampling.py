@@ -12,6 +12,7 @@ import pytest
 from autoseg.data import PatchSampler, PreprocessedCases, enlarged_crop_size
 from autoseg.data.sampling import patch_region
 from tests.data import write_cases
+from tests.presets import case_properties
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,15 @@ def _one_case(folder: Path, seg: np.ndarray, ignore: int | None) -> Preprocessed
     labels = [v for v in (1, 2, 3) if v != ignore]
     locations = sample_class_locations(seg, labels, seed=1234, ignore_label=ignore)
     data = np.zeros((1, *seg.shape), np.float32)
-    save_case(folder, "case_000", data, seg.astype(np.int8), {"case": "case_000"}, locations, "test")
+    save_case(
+        folder,
+        "case_000",
+        data,
+        seg.astype(np.int8),
+        case_properties("case_000", seg.shape),
+        locations,
+        "test",
+    )
     return PreprocessedCases(folder, ["case_000"])
 
 

@@ -88,7 +88,9 @@ def test_evaluate_errors_are_reported(
 ) -> None:
     (tmp_path / "pred" / "b.nii.gz").unlink()
     assert main(["evaluate", str(tmp_path / "pred"), str(dataset / "labelsTr")]) == 1
-    assert "1 case(s) have no prediction" in capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'pred'}: 1 case(s) of " in (err := capsys.readouterr().err) and "missing here: b" in err
+    )
     assert main(["evaluate", str(tmp_path / "pred"), str(dataset / "labelsTr"), "--predicted-only"]) == 0
     assert (
         main(["evaluate", str(tmp_path / "pred"), str(dataset / "labelsTr"), "--dataset-json", "nope.json"])

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.presets import easy_spec, fast_overrides
+
 TIMEOUT_S = 300
 
 
@@ -147,15 +149,7 @@ def elapsed(fn: Any) -> tuple[Any, float]:
 
 
 TRAIN = [
-    "--trainer",
-    "quick",
-    "trainer.epochs=2",
-    "trainer.iterations_per_epoch=3",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.deterministic=true",
-    "trainer.final_validation=false",
-    "trainer.seed=3",
+    *fast_overrides(epochs=2, iterations_per_epoch=3, deterministic=True, final_validation=False, seed=3),
     "--device",
     "cpu",
 ]
@@ -171,15 +165,11 @@ class Scenario:
 
     @classmethod
     def create(cls, root: Path, seed: int = 5) -> Scenario:
-        from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+        from autoseg.synthetic.dataset import generate_dataset
 
-        easy: dict[str, Any] = {"classes": 1, "shape": (16, 24, 24), "noise": 0.05, "distractors": False}
-        raw = generate_dataset(
-            root / "raw" / "Dataset970_Faults", SyntheticSpec(num_cases=4, seed=seed, **easy), 1
-        )
-        heldout = generate_dataset(
-            root / "raw" / "Dataset971_Heldout", SyntheticSpec(num_cases=2, seed=seed + 1, **easy), 1
-        )
+        small = {"shape": (16, 24, 24)}  # the easy task, smaller
+        raw = generate_dataset(root / "raw" / "Dataset970_Faults", easy_spec(4, seed, **small), 1)
+        heldout = generate_dataset(root / "raw" / "Dataset971_Heldout", easy_spec(2, seed + 1, **small), 1)
         return cls(root, raw, heldout / "imagesTr")
 
     def roots(self, tag: str, pre: str | None = None) -> list[str]:
@@ -252,3 +242,54 @@ class Scenario:
             lambda: snapshot_predictions(self.predictions(tag)),
             reference,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# find-best and export-model (issue 21): a validated results folder per run, see tests/faults/results.py
+
+
+def snapshot_selection(model: Path) -> dict[str, Any]:
+    """selection.json and every cv_summary.json of a model root, with the root's path replaced."""
+    out = {}
+    for path in [model / "selection.json", *sorted(model.rglob("cv_summary.json"))]:
+        text = path.read_text() if path.is_file() else "missing"
+        out[path.relative_to(model).as_posix()] = (
+            json.loads(text.replace(str(model), "ROOT")) if text != "missing" else None
+        )
+    return out
+
+
+def snapshot_archive(archive: Path) -> dict[str, str]:
+    """Every member of a model archive by content (the export's own record without its timestamps)."""
+    import zipfile
+
+    if not archive.is_file():
+        return {"archive": "missing"}
+    with zipfile.ZipFile(archive) as zf:
+        return {name: hashlib.sha256(zf.read(name)).hexdigest() for name in sorted(zf.namelist())}
+
+
+def find_best_args(scn: Scenario, results: Path) -> list[str]:
+    paths = [f"paths.preprocessed={scn.root / 'ref' / 'pre'}", f"paths.results={results}", "num_folds=2"]
+    return ["find-best", str(scn.raw), *paths, "--num-workers", "1"]
+
+
+def export_args(scn: Scenario, results: Path, archive: Path) -> list[str]:
+    paths = [f"paths.preprocessed={scn.root / 'ref' / 'pre'}", f"paths.results={results}", "num_folds=2"]
+    return ["export-model", str(scn.raw), "-o", str(archive), *paths]
+
+
+def kill_find_best(scn: Scenario, tag: str, point: str, reference: Any) -> KillResult:
+    """find-best killed at ``point`` on a fresh validated results folder, rerun, compared."""
+    from tests.faults.results import validated_results
+
+    model = validated_results(scn, scn.root / tag / "results")
+    args = find_best_args(scn, model.parent)
+    return kill_and_rerun("find-best", point, args, lambda: snapshot_selection(model), reference)
+
+
+def kill_export(scn: Scenario, tag: str, point: str, reference: Any, selected: Path) -> KillResult:
+    """export-model of the selected results folder ``selected`` killed at ``point``, rerun, compared."""
+    archive = scn.root / tag / "model.zip"
+    args = export_args(scn, selected.parent, archive)
+    return kill_and_rerun("export-model", point, args, lambda: snapshot_archive(archive), reference)

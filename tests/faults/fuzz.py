@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 KINDS = (".nii.gz", ".nii", ".nrrd", "dicom")
 HEADER_BYTES = {".nii.gz": 352, ".nii": 352, ".nrrd": 200, "dicom": 1024}
@@ -78,8 +79,11 @@ def make_cases(base: dict[str, Path], out: Path, count: int, seed: int) -> list[
     return cases
 
 
-def run_cli(argv: list[str]) -> tuple[str, str]:
-    """Run ``autoseg ARGV`` in this process: (outcome, last line of its messages)."""
+def run_cli(argv: list[str], names: str | None = None) -> tuple[str, str]:
+    """Run ``autoseg ARGV`` in this process: (outcome, last line of its messages).
+
+    With ``names`` (a damaged file's name), a clean error that does not name it is ``unnamed``.
+    """
     from autoseg.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -94,11 +98,14 @@ def run_cli(argv: list[str]) -> tuple[str, str]:
     last = lines[-1][:300] if lines else ""
     if "Traceback (most recent call last)" in text:
         return "traceback", last
+    if code != 0 and names is not None and names not in text:
+        return "unnamed", last
     return ("ok" if code == 0 else "clean"), last
 
 
-def run_all(jobs: list[tuple[str, list[str]]], timeout: float) -> list[tuple[str, str, str]]:
-    """Run each ``(label, argv)`` in a worker process; ``(label, outcome, message)`` in order.
+def run_all(jobs: list[tuple[Any, ...]], timeout: float) -> list[tuple[str, str, str]]:
+    """Run each ``(label, argv)`` (or ``(label, argv, the damaged file's name)``) in a worker process;
+    ``(label, outcome, message)`` in order.
 
     A job without an answer after ``timeout`` seconds is a ``hang``: its worker is killed and the
     next job gets a fresh one.
@@ -108,8 +115,8 @@ def run_all(jobs: list[tuple[str, list[str]]], timeout: float) -> list[tuple[str
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(1, mp_context=context)
     try:
-        for label, argv in jobs:
-            future = pool.submit(run_cli, argv)
+        for label, argv, *names in jobs:
+            future = pool.submit(run_cli, argv, *names)
             try:
                 outcome, message = future.result(timeout=timeout)
             except FutureTimeout:
@@ -131,18 +138,19 @@ def run_all(jobs: list[tuple[str, list[str]]], timeout: float) -> list[tuple[str
 def table(results: list[tuple[str, str, str]]) -> str:
     """Markdown: per stage and kind, inputs tried, ok, clean errors, tracebacks, hangs."""
     lines = [
-        "| stage | input | inputs tried | correct result | clean errors | tracebacks | hangs/crashes |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| stage | input | inputs tried | correct result | clean errors | errors not naming the file "
+        "| tracebacks | hangs/crashes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple[str, str], list[str]] = {}
     for label, outcome, _ in results:
         stage, kind = label.split(" ", 2)[:2]
         groups.setdefault((stage, kind), []).append(outcome)
     for (stage, kind), outcomes in groups.items():
-        n = {o: outcomes.count(o) for o in ("ok", "clean", "traceback", "hang", "crash")}
+        n = {o: outcomes.count(o) for o in ("ok", "clean", "unnamed", "traceback", "hang", "crash")}
         lines.append(
-            f"| {stage} | {kind} | {len(outcomes)} | {n['ok']} | {n['clean']} | {n['traceback']} | "
-            f"{n['hang'] + n['crash']} |"
+            f"| {stage} | {kind} | {len(outcomes)} | {n['ok']} | {n['clean']} | {n['unnamed']} | "
+            f"{n['traceback']} | {n['hang'] + n['crash']} |"
         )
     return "\n".join(lines)
 
@@ -201,4 +209,69 @@ def jobs(cases: list[FuzzCase], work: Path, model: Path) -> list[tuple[str, list
             shutil.copyfile(case.path, source / case.path.name)
         predict = ["predict", "-i", str(source), "-o", str(case.path.parent / "out"), "-m", str(model)]
         out.append((f"predict {label}", [*predict, "-f", "0", "--device", "cpu", "--no-tta"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# results folders, checkpoints and JSON artifacts through find-best, ensemble, evaluate,
+# export-model and report (issue 21)
+
+#: target -> (the file to damage, relative to the model root or "heldout"; the command that reads it)
+ARTIFACTS = {
+    "validation mask": ("default/3d_fullres/fold_1/validation/*.nii.gz", "find-best"),
+    "validation summary": ("default/3d_fullres/fold_0/validation/summary.json", "find-best"),
+    "probabilities": ("default/3d_fullres/fold_0/validation/*.npz", "ensemble"),
+    "prediction": ("default/3d_fullres/fold_0/validation/*.nii.gz", "evaluate"),
+    "checkpoint": ("default/3d_fullres/fold_1/checkpoint_final.pt", "export-model"),
+    "selection.json": ("selection.json", "report"),
+    "history.json": ("default/3d_fullres/fold_0/history.json", "report"),
+}
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """A copy of ``source`` made of hard links (files are replaced, never written in place)."""
+    import os
+
+    shutil.copytree(source, target, copy_function=os.link)
+
+
+def _damage(path: Path, rng: random.Random) -> str:
+    """Flip bytes anywhere in ``path`` or truncate it (the link is replaced by a new file)."""
+    raw = path.read_bytes()
+    if path.name.endswith(".nii.gz") and rng.random() < 0.5:  # the header inside the stream
+        mutated, what = _mutate(gzip.decompress(raw), rng, HEADER_BYTES[".nii.gz"])
+        mutated, what = gzip.compress(mutated, mtime=0), f"header: {what}"
+    else:
+        mutated, what = _mutate(raw, rng, len(raw))
+    path.unlink()
+    path.write_bytes(mutated)
+    return what
+
+
+def artifact_jobs(
+    scn_raw: Path, results: Path, overrides: list[str], work: Path, count: int, seed: int
+) -> list[tuple[str, list[str], str]]:
+    """``count`` damaged copies per artifact of a validated results folder (``results/<Dataset>``),
+    each with the command that reads it: ``(label, argv, the damaged file's name)``."""
+    rng = random.Random(seed)
+    out = []
+    for target, (pattern, command) in ARTIFACTS.items():
+        for i in range(count):
+            root = work / f"{target.replace(' ', '_').replace('.', '_')}_{i:03d}"
+            link_tree(results.parent, root / "results")
+            model = root / "results" / results.name
+            victim = rng.choice(sorted(model.glob(pattern)))
+            what = _damage(victim, rng)
+            paths = [f"paths.results={root / 'results'}", *overrides]
+            val = model / "default" / "3d_fullres" / "fold_0" / "validation"
+            argv = {
+                "find-best": ["find-best", str(scn_raw), *paths, "--num-workers", "1"],
+                "ensemble": ["ensemble", "-i", str(val), str(val), "-o", str(root / "ensemble")],
+                "evaluate": ["evaluate", str(val), str(scn_raw / "labelsTr"), "--predicted-only"],
+                "export-model": ["export-model", str(scn_raw), "-o", str(root / "m.zip"), *paths],
+                "report": ["report", str(scn_raw), "-o", str(root / "r.html"), "--thumbnails", "0", *paths],
+            }[command]
+            if command == "evaluate":
+                argv += ["-o", str(root / "summary.json"), "--num-workers", "1"]
+            out.append((f"{command} {target.replace(' ', '_')} {i} {victim.name}: {what}", argv, victim.name))
     return out

@@ -155,7 +155,7 @@ def test_predict_refuses_before_any_work(scenario, tmp_path, capsys):
         (garbage / name).write_bytes(b"not an image at all" * 10)
     assert main(predict(scn, garbage, out)) == 1
     err = capsys.readouterr().err
-    assert "none of the 2 case(s) can be read" in err and "a_0000.nii.gz: not readable" in err
+    assert "2 problem(s)" in err and f"{garbage / 'a_0000.nii.gz'}: cannot read image header" in err
     # an output folder that cannot be created (a file is in the way)
     blocker = tmp_path / "file"
     blocker.write_text("x")

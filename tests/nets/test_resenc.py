@@ -124,9 +124,9 @@ def test_residual_blocks_start_as_their_shortcut() -> None:
 
 def test_blocks_per_stage_must_cover_every_stage() -> None:
     arch = {**RESENC_2D, "blocks_per_stage_encoder": [1, 3], "blocks_per_stage_decoder": [1, 1, 1, 1]}
-    with pytest.raises(ValueError, match=r"blocks_per_stage_encoder=\[1, 3\] needs 4.*decoder.*needs 3"):
+    with pytest.raises(ValueError, match=r"(?s)blocks_per_stage_encoder=\[1, 3\] needs 4.*decoder.*needs 3"):
         build_network(arch, 1, 2)
     with pytest.raises(
-        ValueError, match=r"plain.*blocks_per_stage_encoder=\[3, 3, 3, 3\].*2 convs per stage"
+        ValueError, match=r"(?s)plain.*blocks_per_stage_encoder=\[3, 3, 3, 3\].*2 convs per stage"
     ):
         build_network({**RESENC_2D, "network": "plain", "blocks_per_stage_encoder": [3] * 4}, 1, 2)

@@ -189,3 +189,23 @@ def test_transpose_axes_inverse():
 def test_unknown_preset_key_names_the_nearest():
     with pytest.raises(ValueError, match="gpu_memory_gb"):
         PlannerConfig.from_mapping({"gpu_memory": 8})
+
+
+def test_the_reasons_are_stored_with_the_plans_and_the_report_reads_them(tiny_mr_dataset, tmp_path) -> None:
+    """`plan --explain`'s lines go into plans.json, histogram landmarks included, which the report
+    could not recompute from the fingerprint (it used to re-plan)."""
+    from autoseg.io.dataset import load_raw_dataset
+    from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan
+    from autoseg.preprocessing.steps import PreprocessingChoice
+    from autoseg.report.collect import plan_reasons
+
+    folders = DatasetFolders.for_dataset(tmp_path, load_raw_dataset(tiny_mr_dataset))
+    run_fingerprint(tiny_mr_dataset, folders, num_workers=1)
+    choice = PreprocessingChoice(normalization="histogram")
+    plans, explain = run_plan(folders, PlannerConfig(configurations=("3d_fullres",)), preprocessing=choice,
+                              dataset_root=tiny_mr_dataset)  # fmt: skip
+    assert plans.reasons == tuple(explain.lines) and len(plans.reasons) > 3
+    assert any("histogram landmarks" in line for line in plans.reasons)
+    assert plan_reasons(plans) == list(explain.lines)
+    old = {k: v for k, v in plans.raw.items() if k != "reasons"}
+    assert "run `autoseg plan` again" in plan_reasons(type(plans).from_dict(old))[0]

@@ -148,20 +148,20 @@ def test_round_trip_to_native_geometry(aniso_dataset: Path, tmp_path: Path) -> N
     data, seg, props = preprocess_case(loaded, Plans.from_dict(plans), "3d_fullres")
     assert seg is not None
     # transposed spacing (3.0, 0.8, 0.9), cropped, resampled to (2.0, 1.1, 1.2)
-    assert props["spacing"] == pytest.approx([3.0, 0.8, 0.9]) and props["target_spacing"] == [2.0, 1.1, 1.2]
-    cropped = props["shape_after_cropping_and_before_resampling"]
+    assert props.spacing == pytest.approx((3.0, 0.8, 0.9)) and props.target_spacing == (2.0, 1.1, 1.2)
+    cropped = props.shape_after_cropping_and_before_resampling
     assert cropped[0] < 12 and cropped[1] < 40  # the zero border was cropped
     expected = [
-        round(n * s / t) for n, s, t in zip(cropped, props["spacing"], props["target_spacing"], strict=True)
+        round(n * s / t) for n, s, t in zip(cropped, props.spacing, props.target_spacing, strict=True)
     ]
     assert list(data.shape) == [1, *expected] and list(seg.shape) == expected
     assert data.dtype == np.float32 and set(np.unique(seg)) <= {-1, 0, 1, 2}
-    json.dumps(props)  # JSON-able
+    assert type(props).from_dict(json.loads(json.dumps(props.to_dict()))) == props  # JSON round trip
 
     native = revert_preprocessing(seg, props)
     assert native.shape == loaded.label.shape == (40, 36, 12)
     out = tmp_path / "reverted.nii.gz"
-    write_image(native, Geometry.from_json(props["geometry"]), out)
+    write_image(native, Geometry.from_json(dict(props.geometry)), out)
     geom, _ = read_geometry(out)
     original, _ = read_geometry(dataset.cases[0].label)
     assert geom.shape == original.shape
@@ -202,8 +202,8 @@ def test_two_d_configuration_keeps_axis_zero_spacing(tmp_path: Path) -> None:
     data, seg, props = preprocess_case(
         LoadedCase("c", image[None], label, geom), Plans.from_dict(plans), "2d"
     )
-    assert props["target_spacing"] == [3.0, 1.0, 1.0]
-    assert data.shape[1] == props["shape_after_cropping_and_before_resampling"][0]
+    assert props.target_spacing == (3.0, 1.0, 1.0)
+    assert data.shape[1] == props.shape_after_cropping_and_before_resampling[0]
     assert seg is not None and revert_preprocessing(seg, props).shape == label.shape
 
 

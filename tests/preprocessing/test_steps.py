@@ -15,17 +15,10 @@ from autoseg.contracts import Plans, PlansError
 from autoseg.io.images import read_image
 from autoseg.preprocessing.normalize import get_normalizer
 from autoseg.preprocessing.steps import PreprocessingChoice, denoise, histogram_standardize
-from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import generate_dataset
+from tests.presets import easy_spec, fast_overrides
 
-EASY = {"classes": 1, "shape": (24, 32, 32), "noise": 0.3, "distractors": False}
-TRAIN = [
-    "trainer.epochs=5",
-    "trainer.iterations_per_epoch=10",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.tta_mirroring=false",
-    "trainer.seed=1",
-]
+TRAIN = fast_overrides()
 
 
 def test_choices_are_validated_with_the_nearest_name() -> None:
@@ -66,7 +59,7 @@ def test_histogram_standardisation_maps_different_scanners_onto_one_scale() -> N
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("steps")
-    raw = generate_dataset(root / "raw" / "Dataset940_Steps", SyntheticSpec(num_cases=8, seed=4, **EASY))  # type: ignore[arg-type]
+    raw = generate_dataset(root / "raw" / "Dataset940_Steps", easy_spec(8, seed=4, noise=0.3))
     paths = [f"paths.preprocessed={root / 'pre'}", f"paths.results={root / 'results'}", "num_folds=2"]
     steps = ["preprocessing.normalization=histogram", "preprocessing.denoise=median"]
     assert main(["plan", str(raw), *paths, *steps, "-c", "3d_fullres", "--num-workers", "1"]) == 0

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from autoseg.preprocessing.storage import case_files, is_case_complete, load_case, save_case, seg_dtype
+from tests.presets import case_properties
 
 HASH = "abc123"
 
@@ -16,8 +18,7 @@ def _write(folder: Path, case: str = "case_0", labels_max: int = 2) -> tuple[np.
     data = rng.normal(size=(2, 5, 6, 7)).astype(np.float32)
     seg = rng.integers(-1, labels_max + 1, size=(5, 6, 7)).astype(np.int16)
     locations = {1: np.argwhere(seg == 1).astype(np.int32), 2: np.zeros((0, 3), np.int32)}
-    props = {"case": case, "spacing": [1.0, 2.0, 3.0], "bbox_used_for_cropping": [[0, 5], [1, 7], [0, 7]]}
-    save_case(folder, case, data, seg, props, locations, HASH)
+    save_case(folder, case, data, seg, case_properties(case, (5, 6, 7)), locations, HASH)
     return data, seg
 
 
@@ -28,7 +29,8 @@ def test_round_trip_and_mmap(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded, data)
     assert lseg.shape == (1, *seg.shape) and lseg.dtype == np.int8
     np.testing.assert_array_equal(lseg[0], seg)
-    assert props["spacing"] == [1.0, 2.0, 3.0] and props["storage"]["plan_hash"] == HASH
+    assert props == replace(case_properties("case_0", (5, 6, 7)), storage=props.storage)
+    assert props.storage is not None and props.storage["plan_hash"] == HASH
     assert sorted(locs) == [1, 2] and locs[2].shape == (0, 3) and locs[1].dtype == np.int32
     assert (seg[tuple(locs[1].T)] == 1).all()
     in_memory, _, _, _ = load_case(tmp_path, "case_0", mmap=False)

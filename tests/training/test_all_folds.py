@@ -14,16 +14,9 @@ from autoseg.cli import main
 from autoseg.commands.launch import fold_mean_dice
 from autoseg.commands.train import FoldJob, Slot, all_folds_slots, parse_gpus, summary_table
 from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+from tests.presets import fast_overrides
 
-SCHEDULE = [
-    "--trainer",
-    "quick",
-    "trainer.epochs=2",
-    "trainer.iterations_per_epoch=2",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.final_validation=false",
-]
+SCHEDULE = fast_overrides(epochs=2, iterations_per_epoch=2, final_validation=False)
 
 
 @pytest.fixture(scope="module")

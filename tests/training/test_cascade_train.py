@@ -19,6 +19,7 @@ from autoseg.data.sampling import PatchSampler
 from autoseg.io.images import read_image
 from autoseg.preprocessing.storage import read_properties
 from autoseg.training.cascade import CascadeCases, CascadeDecoder, CascadeInputs
+from tests.presets import fast_overrides
 
 # a lowres stage at 2 mm (the threshold alone would plan a degenerate 1-voxel one on 28x41x42 images)
 FORCE_LOWRES = [
@@ -28,13 +29,7 @@ FORCE_LOWRES = [
     "3d_fullres",
     "3d_lowres",
 ]
-QUICK = [
-    "--trainer",
-    "quick",
-    "trainer.epochs=1",
-    "trainer.iterations_per_epoch=2",
-    "trainer.val_iterations=1",
-]
+QUICK = fast_overrides(epochs=1, iterations_per_epoch=2)
 
 
 @pytest.fixture(scope="module")

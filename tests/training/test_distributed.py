@@ -20,10 +20,11 @@ from autoseg.data.augment import Augmenter
 from autoseg.data.cases import PreprocessedCases
 from autoseg.data.loader import BatchDataset
 from autoseg.data.sampling import PatchSampler
-from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import generate_dataset
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.distributed import DistributedContext, batch_share, describe_split, rank_device
 from autoseg.training.setup import resume_note
+from tests.presets import easy_spec, fast_overrides
 
 #: The CLI under torchrun, with test hooks. Usage: entry.py MODE OUT_DIR autoseg-arguments...
 #: Every rank that ends well saves its final weights to OUT_DIR/rank<r>.pt; MODE ``fail``: rank 1
@@ -64,23 +65,14 @@ if code == 0:
 raise SystemExit(code)
 """
 
-SCHEDULE = [
-    "--trainer",
-    "quick",
-    "trainer.epochs=3",
-    "trainer.iterations_per_epoch=4",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.final_validation=false",
-    "trainer.deterministic=true",
-]
+SCHEDULE = fast_overrides(epochs=3, iterations_per_epoch=4, final_validation=False, deterministic=True)
 
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An easy one-class dataset planned with a 16^3 patch, batch 2, per-sample Dice."""
     root = tmp_path_factory.mktemp("ddp")
-    spec = SyntheticSpec(num_cases=8, classes=1, shape=(24, 32, 32), noise=0.05, distractors=False, seed=3)
+    spec = easy_spec(8, seed=3)
     raw = generate_dataset(root / "raw" / "Dataset930_Ddp", spec)
     pre = root / "pre"
     plan = ["plan", str(raw), f"paths.preprocessed={pre}", "-c", "3d_fullres", "--num-workers", "1"]
@@ -142,7 +134,20 @@ def test_context_from_torchrun_variables():
     ctx = DistributedContext.from_env(env, cuda, 60)
     assert (ctx.rank, ctx.local_rank, ctx.world_size, ctx.local_world_size) == (3, 1, 4, 2)
     assert (ctx.backend, ctx.timeout_s, ctx.is_main, ctx.enabled) == ("nccl", 60, False, True)
-    assert DistributedContext.from_env({"WORLD_SIZE": "2", "RANK": "0"}, cpu).backend == "gloo"
+    env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    elastic = {
+        "TORCHELASTIC_RESTART_COUNT": "2",
+        "TORCHELASTIC_MAX_RESTARTS": "3",
+        "TORCHELASTIC_RUN_ID": "j",
+    }
+    second_node = DistributedContext.from_env({**env, **elastic}, cpu)
+    assert (second_node.backend, second_node.local_rank, second_node.restart_count) == ("gloo", 0, 2)
+    assert second_node.elastic_run_id == "j"
+    assert DistributedContext.from_env({**env, "TORCHELASTIC_RUN_ID": "j"}, cpu).elastic_run_id is None
+    with pytest.raises(
+        ValueError, match="LOCAL_RANK, LOCAL_WORLD_SIZE not set: start the ranks with torchrun"
+    ):
+        DistributedContext.from_env({"WORLD_SIZE": "2", "RANK": "1"}, cpu)  # never the global rank
     assert rank_device(rank_of(1, 2), cpu) == cpu
     with pytest.raises(ValueError, match="cuda:LOCAL_RANK"):
         rank_device(ctx, torch.device("cuda", 1))

@@ -15,21 +15,12 @@ from autoseg.io.images import read_image
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
 from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import generate_dataset
 from autoseg.synthetic.labels import add_ignore_label
-from autoseg.training.config import TrainerConfig
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
+from tests.presets import easy_spec, fast_trainer
 
-CFG = TrainerConfig(
-    epochs=5,
-    iterations_per_epoch=10,
-    val_iterations=1,
-    num_workers=0,
-    amp=False,
-    tta_mirroring=False,
-    lr=0.01,
-    seed=1,
-)
+CFG = fast_trainer()
 
 
 def _prepare(raw: Path, pre: Path) -> FoldSpec:
@@ -45,7 +36,7 @@ def _prepare(raw: Path, pre: Path) -> FoldSpec:
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FoldSpec]:
     root = tmp_path_factory.mktemp("ignore")
-    spec = SyntheticSpec(num_cases=10, classes=1, shape=(24, 32, 32), noise=0.05, distractors=False, seed=7)
+    spec = easy_spec(10, seed=7)
     full = generate_dataset(root / "raw" / "Dataset940_Full", spec)
     sparse = add_ignore_label(full, root / "raw" / "Dataset941_Sparse")
     return {"full": _prepare(full, root / "pre_full"), "sparse": _prepare(sparse, root / "pre_sparse")}

@@ -16,6 +16,7 @@ from autoseg.io.images import Geometry, read_image
 from autoseg.io.validation import LoadedCase
 from autoseg.preprocessing.preprocess import preprocess_case
 from tests.preprocessing.test_preprocess import DIRECTION, ORIGIN, make_case, make_plans
+from tests.presets import fast_overrides
 
 
 def test_a_native_map_lands_on_the_preprocessed_grid_of_its_case() -> None:
@@ -54,11 +55,7 @@ def test_lowres_final_validation_writes_the_next_stage_maps(tmp_path: Path) -> N
     ]
     assert main(["plan", str(raw), *paths, *force_lowres, "--num-workers", "1"]) == 0
     quick = [
-        "--trainer",
-        "quick",
-        "trainer.epochs=1",
-        "trainer.iterations_per_epoch=1",
-        "trainer.val_iterations=1",
+        *fast_overrides(epochs=1, iterations_per_epoch=1),
     ]
     assert main(["train", str(raw), "3d_lowres", "0", *paths, *quick, "--device", "cpu"]) == 0
     plans_results = tmp_path / "res" / raw.name / "default"

@@ -13,18 +13,11 @@ from autoseg.training.config import TrainerConfig
 from autoseg.training.loop import TrainState
 from autoseg.training.placement import AugmentPlacement
 from autoseg.training.setup import _placement, build_parts, train_fold
+from tests.presets import fast_trainer
 from tests.training.test_train import fold_spec
 
 CPU = torch.device("cpu")
-CFG = TrainerConfig(
-    epochs=2,
-    iterations_per_epoch=3,
-    val_iterations=1,
-    num_workers=0,
-    amp=False,
-    final_validation=False,
-    seed=3,
-)
+CFG = fast_trainer(epochs=2, iterations_per_epoch=3, final_validation=False, seed=3)
 
 
 def _parts(task, tmp_path, cfg: TrainerConfig, start_epoch: int = 0):

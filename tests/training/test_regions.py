@@ -13,15 +13,9 @@ from autoseg.cli import main
 from autoseg.io.images import read_image
 from autoseg.io.probabilities import load_probabilities
 from autoseg.synthetic.labels import BRATS_LABELS, generate_regions_dataset
+from tests.presets import fast_overrides
 
-TRAIN = [
-    "trainer.epochs=5",
-    "trainer.iterations_per_epoch=10",
-    "trainer.val_iterations=1",
-    "trainer.num_workers=0",
-    "trainer.tta_mirroring=false",
-    "trainer.seed=1",
-]
+TRAIN = fast_overrides()
 REGIONS = {name: values for name, values in BRATS_LABELS.items() if name != "background"}
 
 

@@ -14,6 +14,7 @@ from autoseg.planning.splits import make_splits
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.config import TrainerConfig
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
+from tests.presets import fast_overrides, fast_trainer
 
 
 def fold_spec(easy_task: tuple[Path, dict], output: Path) -> FoldSpec:
@@ -24,16 +25,7 @@ def fold_spec(easy_task: tuple[Path, dict], output: Path) -> FoldSpec:
 
 
 def test_learns_an_easy_task(easy_task, tmp_path):
-    cfg = TrainerConfig(
-        epochs=6,
-        iterations_per_epoch=10,
-        val_iterations=2,
-        num_workers=0,
-        amp=False,
-        tta_mirroring=False,
-        lr=0.01,
-        seed=1,
-    )
+    cfg = fast_trainer(epochs=6, val_iterations=2)
     spec = fold_spec(easy_task, tmp_path / "fold_0")
     state = train_fold(spec, cfg, torch.device("cpu"))
     summary = json.loads((spec.output / "validation" / "summary.json").read_text())
@@ -69,15 +61,8 @@ class InterruptError(Exception):
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
 def test_resume_is_exact(easy_task, tmp_path, amp):
-    cfg = TrainerConfig(
-        epochs=3,
-        iterations_per_epoch=3,
-        val_iterations=1,
-        num_workers=0,
-        amp=amp,
-        deterministic=True,
-        final_validation=False,
-        seed=5,
+    cfg = fast_trainer(
+        epochs=3, iterations_per_epoch=3, amp=amp, deterministic=True, final_validation=False, seed=5
     )
     device = torch.device("cpu")
     straight = fold_spec(easy_task, tmp_path / "straight")
@@ -118,12 +103,11 @@ def test_autoseg_train_with_cpu_amp_learns_like_fp32(easy_task, tmp_path):
     pre, _ = easy_task
     raw = pre.parent.parent / "raw" / pre.name
     args = ["train", str(raw), "3d_fullres", "0", f"paths.preprocessed={pre.parent}"]
-    args += [f"paths.results={tmp_path}", "--trainer", "quick", "--device", "cpu", "trainer.amp=true"]
     args += [
-        "trainer.epochs=6",
-        "trainer.iterations_per_epoch=10",
-        "trainer.val_iterations=2",
-        "trainer.seed=1",
+        f"paths.results={tmp_path}",
+        "--device",
+        "cpu",
+        *fast_overrides(epochs=6, val_iterations=2, amp=True),
     ]
     assert main(args) == 0
     fold = tmp_path / pre.name / "default" / "3d_fullres" / "fold_0"
@@ -145,17 +129,7 @@ def test_autoseg_train_with_cpu_amp_learns_like_fp32(easy_task, tmp_path):
 )
 def test_compiled_amp_training_learns_and_resumes_exactly(easy_task, tmp_path):
     """trainer.amp + trainer.compile on the CPU: the fp32 Dice threshold, and an exact resume."""
-    cfg = TrainerConfig(
-        epochs=6,
-        iterations_per_epoch=10,
-        val_iterations=2,
-        num_workers=0,
-        amp=True,
-        compile=True,
-        deterministic=True,
-        tta_mirroring=False,
-        seed=1,
-    )
+    cfg = fast_trainer(epochs=6, val_iterations=2, amp=True, compile=True, deterministic=True)
     straight = fold_spec(easy_task, tmp_path / "straight")
     train_fold(straight, cfg, torch.device("cpu"))
     summary = json.loads((straight.output / "validation" / "summary.json").read_text())
@@ -174,3 +148,35 @@ def test_compiled_amp_training_learns_and_resumes_exactly(easy_task, tmp_path):
     b = load_checkpoint(resumed.output / "checkpoint_final.pt")
     for key, tensor in a["network"].items():
         assert torch.equal(tensor, b["network"][key]), key
+
+
+def test_a_trainer_patch_size_is_written_into_the_folds_plans(easy_task, tmp_path):
+    """The model predicts with the patch its plans record: a trainer override lands there, never only
+    in the checkpoint; a fold of another patch, or a plans.json that lost the override, is refused."""
+    from autoseg.inference.model import open_model
+    from autoseg.inference.predictor import ConfigurationPredictor
+
+    planned = easy_task[1].configuration("3d_fullres").patch_size
+    patch = (16, 16, 16)
+    assert planned != patch
+    cfg = fast_trainer(epochs=1, iterations_per_epoch=2, final_validation=False, patch_size=patch)
+    spec = fold_spec(easy_task, tmp_path / "default" / "3d_fullres" / "fold_0")
+    train_fold(spec, cfg, torch.device("cpu"))
+    copy = json.loads((spec.output.parent / "plans.json").read_text())
+    assert copy["configurations"]["3d_fullres"]["patch_size"] == list(patch)
+    assert copy["overrides"][-1] == "3d_fullres.patch_size=[16, 16, 16] (trainer.patch_size)"
+    assert json.loads((spec.output / "run.json").read_text())["patch_size"] == list(patch)
+    with open_model(tmp_path) as model:
+        predictor = ConfigurationPredictor(model.configuration("3d_fullres"), ["0"], torch.device("cpu"))
+    assert list(predictor.patch_size) == list(patch)
+    with pytest.raises(ValueError, match=r"records patch_size \[16, 16, 16\].*fold 1 trains with"):
+        train_fold(replace(spec, fold=1, output=spec.output.parent / "fold_1"), replace(cfg, patch_size=None),
+                   torch.device("cpu"))  # fmt: skip
+    assert not (spec.output.parent / "fold_1" / "run.json").exists()
+    copy["configurations"]["3d_fullres"]["patch_size"] = list(planned)
+    (spec.output.parent / "plans.json").write_text(json.dumps(copy))
+    with (
+        open_model(tmp_path) as model,
+        pytest.raises(ValueError, match=r"trained with patch_size \[16, 16, 16\]"),
+    ):
+        ConfigurationPredictor(model.configuration("3d_fullres"), ["0"], torch.device("cpu"))

@@ -15,9 +15,9 @@ from autoseg.nets import ResidualEncoderUNet
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
 from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
-from autoseg.training.config import TrainerConfig
+from autoseg.synthetic.dataset import generate_dataset
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
+from tests.presets import easy_spec, fast_trainer
 
 # nnU-Net's ResEnc layout (stem, 1-3-4-6 residual blocks, one decoder conv) with narrow stages and
 # the 5 % batch cap, so that a CPU test stays short.
@@ -34,7 +34,7 @@ RESENC_SMALL = PlannerConfig(
 @pytest.fixture(scope="module")
 def resenc_task(tmp_path_factory: pytest.TempPathFactory) -> FoldSpec:
     root = tmp_path_factory.mktemp("resenc")
-    spec = SyntheticSpec(num_cases=10, classes=1, shape=(24, 32, 32), noise=0.05, distractors=False, seed=7)
+    spec = easy_spec(10, seed=7)
     raw = generate_dataset(root / "raw" / "Dataset921_EasyResEnc", spec)
     folders = DatasetFolders.for_dataset(root / "pre", load_raw_dataset(raw))
     run_fingerprint(raw, folders, num_workers=1)
@@ -48,16 +48,7 @@ def resenc_task(tmp_path_factory: pytest.TempPathFactory) -> FoldSpec:
 def test_resenc_plan_learns_an_easy_task(resenc_task: FoldSpec, tmp_path: Path) -> None:
     arch = resenc_task.plans.configuration("3d_fullres").architecture
     assert arch.network == "resenc" and arch.blocks_per_stage_encoder[:3] == (1, 3, 4)
-    cfg = TrainerConfig(
-        epochs=5,
-        iterations_per_epoch=10,
-        val_iterations=1,
-        num_workers=0,
-        amp=False,
-        tta_mirroring=False,
-        lr=0.01,
-        seed=1,
-    )
+    cfg = fast_trainer()
     spec = replace(resenc_task, output=tmp_path / "trained")
     train_fold(spec, cfg, torch.device("cpu"))
     trained = json.loads((spec.output / "validation" / "summary.json").read_text())

@@ -20,6 +20,7 @@ from autoseg.preprocessing.storage import case_files, save_case
 from autoseg.training.checkpoint import load_checkpoint, save_checkpoint
 from autoseg.utils import files
 from autoseg.utils.files import WriteError, atomic_path, write_json
+from tests.presets import case_properties
 
 
 def mode(path: Path) -> int:
@@ -95,11 +96,21 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
 
 def test_disk_full_during_preprocessing_keeps_the_previous_case(tmp_path, monkeypatch):
     data, seg = np.ones((1, 2, 3, 4), np.float32), np.zeros((2, 3, 4), np.int8)
-    save_case(tmp_path, "case_000", data, seg, {"case": "case_000"}, {1: np.zeros((1, 3))}, "hash")
+    save_case(
+        tmp_path, "case_000", data, seg, case_properties("case_000", (2, 3, 4)), {1: np.zeros((1, 3))}, "hash"
+    )
     before = {k: p.read_bytes() for k, p in case_files(tmp_path, "case_000").items()}
     monkeypatch.setattr(np, "save", enospc)
     with pytest.raises(WriteError, match=r"case_000\.npy: could not write"):
-        save_case(tmp_path, "case_000", 2 * data, seg, {"case": "case_000"}, {1: np.zeros((1, 3))}, "hash")
+        save_case(
+            tmp_path,
+            "case_000",
+            2 * data,
+            seg,
+            case_properties("case_000", (2, 3, 4)),
+            {1: np.zeros((1, 3))},
+            "hash",
+        )
     after = {k: p.read_bytes() for k, p in case_files(tmp_path, "case_000").items() if p.exists()}
     assert after["data"] == before["data"] and after["seg"] == before["seg"]
     assert "properties" not in after  # the case reads as incomplete, so a rerun redoes it
