@@ -60,6 +60,9 @@ def child_argv(
     if args.plans_name:
         argv += ["--plans-name", args.plans_name]
     argv += ["--resume"] if args.resume else []
+    if getattr(args, "init_from", None) is not None:
+        argv += ["--init-from", args.init_from]
+        argv += ["--init-fold", args.init_fold] if args.init_fold is not None else []
     argv += ["--val-only"] if args.val_only else []
     # launcher.* overrides configure the launcher, not the training
     return argv + [o for o in args.overrides or [] if not o.startswith(("launcher.", "launcher="))]

@@ -16,6 +16,7 @@ log = logging.getLogger("autoseg")
 #: Trainer keys that plans.json's run record leaves out (each fold's run.json has them).
 TRAINING_ONLY = (
     *("loss", "optimizer", "amp_dtype", "max_nonfinite_steps", "augment_on"),
+    *("warmup_epochs", "freeze_encoder_epochs"),
     *("loggers", "mlflow_tracking_uri", "mlflow_experiment"),
 )
 
@@ -147,6 +148,16 @@ def _planning_record(cfg: Any, choice: Any) -> dict[str, Any]:
     return record
 
 
+def _plans_from(args: argparse.Namespace, cfg: Any) -> Any:
+    """``--plans-from SOURCE`` as a :class:`autoseg.planning.transfer.PlansSource`, or None."""
+    if args.plans_from is None:
+        return None
+    from autoseg.commands.plans_source import read_plans_source
+    from autoseg.planning.transfer import PlansSource
+
+    return PlansSource(args.plans_from, read_plans_source(args.plans_from, cfg))
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
@@ -173,6 +184,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         user_splits if user_splits.is_file() else None,
         choice,
         root,
+        plans_from=_plans_from(args, cfg),
     )
     if args.explain:
         print("why:\n  " + "\n  ".join(explain.lines))
@@ -242,6 +254,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--plans-name", default=None, help="name of the plans (default: the preset's name)")
     p.add_argument("--explain", action="store_true", help="print why each decision was made")
+    p.add_argument(
+        "--plans-from",
+        default=None,
+        metavar="SOURCE",
+        help="take the network, patch, spacing and batch from another dataset's plans (its name, number "
+        "or folder), a results/model folder, a model archive (.zip) or a plans.json; intensities, labels "
+        "and channels stay this dataset's (for --init-from)",
+    )
     p.add_argument("--no-preprocess", action="store_true", help="stop after planning")
     p.add_argument("--reuse-fingerprint", action="store_true", help="reuse an existing fingerprint.json")
     add_allow_nonfinite(p, "plans.json", "without it they are refused")

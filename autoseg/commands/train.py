@@ -104,6 +104,20 @@ def trainer_config(cfg: Any) -> Any:
     return TrainerConfig.from_mapping(trainer, augment)  # type: ignore[arg-type]
 
 
+def init_from(args: argparse.Namespace) -> Any:
+    """``--init-from SOURCE [--init-fold K]`` as an :class:`~autoseg.training.init_source.InitFrom`
+    (None without it)."""
+    from autoseg.training.init_source import InitFrom
+
+    if args.init_from is None:
+        if args.init_fold is not None:
+            raise ValueError("--init-fold chooses the fold of --init-from SOURCE: give --init-from too")
+        return None
+    if args.val_only:
+        raise ValueError("--init-from starts a training run; --val-only validates a trained fold: give one")
+    return InitFrom(args.init_from, args.init_fold)
+
+
 # ---------------------------------------------------------------------------------------------
 # one fold, in this process (or as one rank of a torchrun job)
 
@@ -139,7 +153,15 @@ def train_one(args: argparse.Namespace) -> int:
     try:
         with process_group(ctx, device):
             resume = resume_after_restart(spec, ctx, args.resume)  # torchrun --max-restarts resumes
-            state = train_fold(spec, trainer, device, resume=resume, config=to_plain(cfg), distributed=ctx)
+            state = train_fold(
+                spec,
+                trainer,
+                device,
+                resume=resume,
+                config=to_plain(cfg),
+                distributed=ctx,
+                init=None if resume and not args.resume else init_from(args),
+            )
     except Exception as err:
         if not ctx.enabled:
             raise
@@ -167,6 +189,7 @@ def launch_torchrun(args: argparse.Namespace) -> int:
     cfg = compose_config(args, [f"trainer={args.trainer}"])
     trainer_config(cfg)  # clear errors before launching
     fold_spec(args, cfg, args.fold if args.fold == "all" else int(args.fold))
+    init_from(args)
     env = dict(os.environ)
     if ids is not None and device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
@@ -229,6 +252,7 @@ def train_all_folds(args: argparse.Namespace) -> int:
     """``all-folds``: every fold of every configuration given, queued over local slots or SLURM jobs."""
     cfg = compose_config(args, [f"trainer={args.trainer}", f"launcher={args.launcher}"])
     trainer = trainer_config(cfg)  # a bad override fails here, not in every job
+    init_from(args)
     if args.launcher == "slurm":
         from autoseg.sweep.slurm import SlurmConfig, run_slurm
 
@@ -300,9 +324,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", help="DatasetXXX_Name, its number, or the path of a raw dataset folder")
     p.add_argument("configuration", help="2d, 3d_fullres or 3d_lowres (all-folds: several, as 2d,3d_fullres)")
     p.add_argument("fold", help="0..4; all (train on every case); or all-folds (each fold, in parallel)")
-    p.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt exactly")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from checkpoint_latest.pt exactly; with trainer.epochs=N above the epochs trained, "
+        "extend the run (the lr continues from where it was and decays to 0 at N)",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="SOURCE",
+        help="start from a trained model's weights: a fold checkpoint (.pt), a model or results folder, "
+        "a model archive (.zip), an https:// URL or hf://owner/name; heads and input channels adapted",
+    )
+    p.add_argument(
+        "--init-fold", default=None, metavar="K", help="--init-from a model with several folds: use fold K"
+    )
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
-    p.add_argument("--trainer", default="default", help="trainer preset: default (1000 x 250) or quick")
+    p.add_argument(
+        "--trainer",
+        default="default",
+        help="trainer preset: default (1000 x 250), quick, demo, or finetune (for --init-from: warm-up, "
+        "lower lr)",
+    )
     p.add_argument("--plans-name", default=None, help="plans to train from (default: default)")
     p.add_argument(
         "--val-only",

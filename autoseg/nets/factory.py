@@ -43,6 +43,7 @@ __all__ = [
     "build_network",
     "count_parameters",
     "deep_supervision_weights",
+    "encoder_parameters",
     "num_outputs",
     "register_network",
 ]
@@ -199,3 +200,22 @@ def num_outputs(net: nn.Module) -> int:
 def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``net`` (only those with ``requires_grad`` when ``trainable_only``)."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
+
+
+#: The modules that make up the encoder, per network class (the input path down to the bottleneck).
+ENCODER_MODULES = ("input_block", "downsamples", "bottleneck", "stem", "encoder")
+
+
+def encoder_parameters(net: nn.Module) -> tuple[nn.Parameter, ...]:
+    """The parameters of ``net``'s encoder (``trainer.freeze_encoder_epochs`` keeps them fixed).
+
+    Raises:
+        ValueError: ``net`` has none of the encoder modules of :data:`ENCODER_MODULES`.
+    """
+    params = [p for name in ENCODER_MODULES if hasattr(net, name) for p in getattr(net, name).parameters()]
+    if not params:
+        raise ValueError(
+            f"{type(net).__name__} has no encoder module ({', '.join(ENCODER_MODULES)}) to freeze; "
+            "set trainer.freeze_encoder_epochs=0"
+        )
+    return tuple(params)

@@ -21,6 +21,7 @@ from autoseg.planning.planner import Explanation
 from autoseg.planning.plans import build_plans, histogram_channels
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import load_or_create_splits
+from autoseg.planning.transfer import PlansSource, transfer_plans
 from autoseg.preprocessing.steps import PreprocessingChoice
 from autoseg.utils.files import write_artifact
 
@@ -104,13 +105,24 @@ def run_plan(
     user_splits: Path | None = None,
     preprocessing: PreprocessingChoice | None = None,
     dataset_root: Path | None = None,
+    plans_from: PlansSource | None = None,
 ) -> tuple[Plans, Explanation]:
     """Plan from fingerprint.json; write plans.json and splits.json; the plans as written.
 
     ``histogram`` normalisation fits its landmarks on the images of ``dataset_root`` here.
+    ``plans_from``: take the network, patch, spacing and batch from these plans
+    (:mod:`autoseg.planning.transfer`; ``plan_overrides`` are then refused).
     """
     fingerprint = read_fingerprint(folders.fingerprint)
+    if plans_from is not None and plan_overrides:
+        raise ValueError(
+            f"--plans-from {plans_from.name} takes the configurations from the source; leave out the plan "
+            f"overrides {list(plan_overrides)} (trainer.batch_size / trainer.patch_size change them for "
+            "training)"
+        )
     plans, explain = build_plans(fingerprint, planner, plan_overrides, preprocessing)
+    if plans_from is not None:
+        plans = transfer_plans(plans, plans_from, fingerprint, explain)
     if "nonfinite_intensities" in fingerprint:  # preprocessing replaces them the same way
         plans["nonfinite_intensities"] = fingerprint["nonfinite_intensities"]
     _fit_landmarks(plans, dataset_root, explain)

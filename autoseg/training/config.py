@@ -74,7 +74,12 @@ class TrainerConfig:
         epochs: epochs of ``iterations_per_epoch`` training steps each.
         val_iterations: validation batches per epoch (pseudo-Dice).
         lr, momentum, weight_decay: SGD with Nesterov momentum.
-        poly_exponent: lr(epoch) = lr * (1 - epoch / epochs) ** poly_exponent.
+        poly_exponent: lr(epoch) = lr * (1 - epoch / epochs) ** poly_exponent
+            (:mod:`autoseg.training.schedule`; after a warm-up, the decay runs over the epochs after it).
+        warmup_epochs: linear warm-up of the lr over the first epochs (0: none, nnU-Net's schedule;
+            the ``finetune`` preset warms up).
+        freeze_encoder_epochs: keep the encoder's weights fixed for the first epochs (0: never), so a
+            fine-tuned network's new heads settle before the pretrained features move.
         grad_clip: gradient norm clipping.
         oversample_foreground: share of each batch forced to contain foreground.
         num_workers: data-loading processes; None picks min(cores - 1, 12).
@@ -117,6 +122,8 @@ class TrainerConfig:
     momentum: float = 0.99
     weight_decay: float = 3e-5
     poly_exponent: float = 0.9
+    warmup_epochs: int = 0
+    freeze_encoder_epochs: int = 0
     grad_clip: float = 12.0
     oversample_foreground: float = 0.33
     num_workers: int | None = None
@@ -151,6 +158,14 @@ class TrainerConfig:
         for key in ("epochs", "iterations_per_epoch"):
             if getattr(self, key) < 1:
                 problems.append(f"{key}={getattr(self, key)} must be >= 1")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            problems.append(f"warmup_epochs={self.warmup_epochs} must be >= 0 and below epochs={self.epochs}")
+        if not 0 <= self.freeze_encoder_epochs <= self.epochs:
+            problems.append(
+                f"freeze_encoder_epochs={self.freeze_encoder_epochs} must be in [0, epochs={self.epochs}]"
+            )
+        if self.lr < 0:
+            problems.append(f"lr={self.lr} must be >= 0")
         if self.val_iterations < 0:
             problems.append(f"val_iterations={self.val_iterations} must be >= 0")
         if not 0 <= self.oversample_foreground <= 1:

@@ -31,6 +31,7 @@ from autoseg.training.device_batches import (
     reset_peak_memory,
 )
 from autoseg.training.distributed import DistributedContext, sum_over_ranks
+from autoseg.training.schedule import learning_rate
 from autoseg.training.step import NonFiniteGuard, autocast, optimisation_step
 from autoseg.utils.faults import reached
 
@@ -63,6 +64,8 @@ class TrainingParts:
             from ``start_batch`` on, as crops for device augmentation when ``on_device``
             (:mod:`autoseg.training.placement`); None where that is not possible.
         device_augmentation: the transform that augments those crops on the device, or None.
+        encoder_parameters: the encoder's parameters (``trainer.freeze_encoder_epochs``).
+        frozen: the parameters the optimiser leaves as they are this epoch (set by the loop).
     """
 
     network: torch.nn.Module
@@ -82,6 +85,8 @@ class TrainingParts:
     max_nonfinite_steps: int = 10
     make_train_batches: Callable[[bool, int], Iterator[dict[str, Any]]] | None = None
     device_augmentation: DeviceTransform | None = None
+    encoder_parameters: tuple[torch.nn.Parameter, ...] = ()
+    frozen: tuple[torch.nn.Parameter, ...] = ()
     _prefetcher: DevicePrefetcher | None = field(default=None, init=False, repr=False)
     _guard: NonFiniteGuard | None = field(default=None, init=False, repr=False)
 
@@ -111,6 +116,8 @@ class TrainState:
         history: one record per completed epoch.
         stop: set by a callback to end the run after this epoch.
         augment_on: where augmentation runs and why (:mod:`autoseg.training.placement`).
+        lr_anchor: where an extended run's lr curve continues from
+            (:func:`autoseg.training.schedule.extension_anchor`), or None.
     """
 
     epoch: int = 0
@@ -120,6 +127,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
     augment_on: dict[str, Any] | None = None
+    lr_anchor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +137,7 @@ class TrainState:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "augment_on": self.augment_on,
+            "lr_anchor": self.lr_anchor,
         }
 
     @classmethod
@@ -140,6 +149,7 @@ class TrainState:
             data["best_epoch"],
             list(data["history"]),
             augment_on=data.get("augment_on"),
+            lr_anchor=data.get("lr_anchor"),
         )
 
 
@@ -147,8 +157,9 @@ Callback = Callable[[TrainState, dict[str, Any]], None]
 
 
 def poly_lr(cfg: TrainerConfig, epoch: int) -> float:
-    """nnU-Net's polynomial decay: ``lr * (1 - epoch / epochs) ** exponent``."""
-    return cfg.lr * (1 - epoch / cfg.epochs) ** cfg.poly_exponent
+    """nnU-Net's polynomial decay: ``lr * (1 - epoch / epochs) ** exponent`` (after any warm-up;
+    :func:`autoseg.training.schedule.learning_rate`)."""
+    return learning_rate(cfg, epoch)
 
 
 def _over_ranks(parts: TrainingParts, values: torch.Tensor) -> torch.Tensor:
@@ -257,9 +268,10 @@ def run_training(
     """Train from ``state.epoch`` to ``cfg.epochs`` (or until a callback sets ``state.stop``)."""
     while state.epoch < cfg.epochs and not state.stop:
         epoch, start = state.epoch, time.perf_counter()
-        lr = poly_lr(cfg, epoch)
+        lr = learning_rate(cfg, epoch, state.lr_anchor)
         for group in parts.optimizer.param_groups:
             group["lr"] = lr
+        parts.frozen = parts.encoder_parameters if epoch < cfg.freeze_encoder_epochs else ()
         record: dict[str, Any] = {"epoch": epoch, "lr": lr, **train_epoch(parts, cfg, epoch)}
         record.update(validate_epoch(parts, cfg))
         present = [d for d in record["pseudo_dice"] if not math.isnan(d)]

@@ -30,11 +30,12 @@ from autoseg.contracts.labels import LabelManager
 from autoseg.data.cases import PreprocessedCases
 from autoseg.data.loader import BatchDataset, make_loader
 from autoseg.data.sampling import PatchSampler
-from autoseg.nets.factory import build_network, deep_supervision_weights
+from autoseg.nets.factory import build_network, deep_supervision_weights, encoder_parameters
 from autoseg.training.config import TrainerConfig
 from autoseg.training.device_batches import augment_on_device
 from autoseg.training.distributed import (
     DistributedContext,
+    bare_module,
     barrier,
     batch_share,
     describe_split,
@@ -53,12 +54,14 @@ from autoseg.training.fold_io import (
 from autoseg.training.fold_io import checkpoint_state as checkpoint_state  # re-exported
 from autoseg.training.fold_io import validate_only as validate_only  # re-exported
 from autoseg.training.fold_io import versions as versions  # re-exported
+from autoseg.training.init_source import InitFrom, initialise
 from autoseg.training.lock import fold_lock
 from autoseg.training.logging import RunLog
 from autoseg.training.loop import Callback, TrainingParts, TrainState, run_training
 from autoseg.training.loss import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss
 from autoseg.training.optim import build_optimizer
 from autoseg.training.placement import AugmentPlacement
+from autoseg.training.schedule import extension_anchor
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
 from autoseg.training.tracking import open_tracker, tracked
@@ -156,6 +159,7 @@ def build_parts(
     )
     torch.manual_seed(cfg.seed)  # the same initial weights for the same seed (on every rank)
     network = build_network(conf.architecture, in_channels + extra, label_manager.num_outputs).to(device)
+    encoder = encoder_parameters(network) if cfg.freeze_encoder_epochs else ()
     if cfg.compile:
         network = torch.compile(network)  # type: ignore[assignment]
     network = wrap_ddp(network, distributed, device)
@@ -183,6 +187,7 @@ def build_parts(
         device_augmentation=augment_on_device(augmenter),
         ignore_label=label_manager.ignore_label,
         regions=regions,
+        encoder_parameters=encoder,
     )
 
 
@@ -345,6 +350,7 @@ def train_fold(
     config: dict[str, Any] | None = None,
     extra_callbacks: tuple[Callback, ...] = (),
     distributed: DistributedContext = SINGLE_PROCESS,
+    init: InitFrom | None = None,
 ) -> TrainState:
     """Train one fold (resuming from checkpoint_latest.pt if asked) and validate it.
 
@@ -357,13 +363,14 @@ def train_fold(
         extra_callbacks: run after every epoch on every rank, after logging and checkpointing.
         distributed: this process's place in a data-parallel run; the process group must already
             be initialised (:func:`autoseg.training.distributed.process_group`).
+        init: start from another model's weights (``--init-from``; :mod:`autoseg.training.init_weights`).
 
     Returns:
         The final state (history of every epoch, best EMA pseudo-Dice); the same on every rank.
     """
     main = distributed.is_main
     with fold_lock(spec.output) if main else contextlib.nullcontext(spec.output):
-        return _train_fold(spec, cfg, device, resume, config, extra_callbacks, distributed)
+        return _train_fold(spec, cfg, device, resume, config, extra_callbacks, distributed, init)
 
 
 def _train_fold(
@@ -374,8 +381,14 @@ def _train_fold(
     config: dict[str, Any] | None,
     extra_callbacks: tuple[Callback, ...],
     distributed: DistributedContext,
+    init: InitFrom | None,
 ) -> TrainState:
     main = distributed.is_main
+    if init is not None and resume:
+        raise ValueError(
+            "--init-from starts a new run from another model's weights; --resume continues this run from "
+            f"{spec.output / 'checkpoint_latest.pt'}: give one of them"
+        )
     spec = spec.trained_with(cfg.patch_size)  # the plans record the patch the network trains on
     cfg = _workers_for_extra_transforms(cfg)
     if spec.conf.previous_stage is not None and cfg.augment_on != "workers":
@@ -388,7 +401,13 @@ def _train_fold(
     if resume:
         checkpoint = resume_checkpoint(spec, device, distributed)
         state = TrainState.from_dict(checkpoint["state"])
+        started_with = int(checkpoint.get("trainer", {}).get("epochs", cfg.epochs))
+        where = str(spec.output / "checkpoint_latest.pt")
+        state.lr_anchor = extension_anchor(
+            cfg, state.epoch, state.history, started_with, state.lr_anchor, where
+        )
     parts = build_parts(spec, cfg, device, state.epoch, distributed)
+    transferred = initialise(bare_module(parts.network), spec, init) if init is not None else None
     if checkpoint is not None:
         restore_parts(parts, checkpoint)
     run_log, tracker = None, None
@@ -396,13 +415,24 @@ def _train_fold(
     names = list(spec.plans.labels.output_names)[-len(parts.labels) :]
     if main:
         run_log = RunLog(spec.output, names, tensorboard="tensorboard" in cfg.loggers)
-        write_run_info(
-            spec, cfg, device, config or {}, {**precision(parts, cfg), "augment_on": state.augment_on}
-        )
+        runtime = {**precision(parts, cfg), "augment_on": state.augment_on}
+        if transferred is not None:
+            runtime["init_from"] = transferred.to_dict()
+        if state.lr_anchor is not None:
+            runtime["lr_extension"] = state.lr_anchor
+        write_run_info(spec, cfg, device, config or {}, runtime)
         tracker = open_tracker(spec, cfg, config or {}, names, resume)
     say = run_log.line if run_log is not None else log.debug
     for line in _start_lines(spec, cfg, device, state.epoch, resume, distributed):
         say(line)
+    for line in transferred.lines() if transferred is not None else []:
+        say(line)
+    if resume and state.lr_anchor is not None:
+        a = state.lr_anchor
+        say(
+            f"extended to {cfg.epochs} epochs: the lr continues from {a['lr']:.3g} at epoch {a['epoch']} "
+            f"and decays to 0 at epoch {a['end']} (no restart of the poly schedule)"
+        )
     placement = _placement(parts, cfg, state, say)
     if main:
         placement.on_decision.append(lambda decision: record_augment_on(spec, decision))

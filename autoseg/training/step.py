@@ -31,6 +31,7 @@ class StepParts(Protocol):
     scaler: torch.amp.GradScaler | None
     autocast_dtype: torch.dtype | None
     distributed: DistributedContext
+    frozen: tuple[torch.nn.Parameter, ...]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,12 +122,22 @@ def optimisation_step(
         return None
     if parts.scaler is not None:
         parts.scaler.scale(loss).backward()
+        _drop_frozen_gradients(parts)
         parts.scaler.unscale_(parts.optimizer)
         torch.nn.utils.clip_grad_norm_(parts.network.parameters(), grad_clip)
         parts.scaler.step(parts.optimizer)  # skipped by the scaler when a gradient overflowed
         parts.scaler.update()
     else:
         loss.backward()
+        _drop_frozen_gradients(parts)
         torch.nn.utils.clip_grad_norm_(parts.network.parameters(), grad_clip)
         parts.optimizer.step()
     return loss.detach()
+
+
+def _drop_frozen_gradients(parts: StepParts) -> None:
+    """No gradient for the frozen parameters: the optimiser then skips them entirely (no step, no
+    weight decay, no momentum), and they do not count in the gradient-norm clipping. Done after the
+    backward pass, so under DDP every rank's all-reduce still sees the same parameters."""
+    for p in parts.frozen:
+        p.grad = None
