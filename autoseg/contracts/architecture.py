@@ -95,8 +95,6 @@ class Architecture:
             for key in ("features_per_stage", "kernel_sizes", "strides")
             if len(getattr(self, key)) != n
         ]
-        if n < 3:
-            problems.append(f"n_stages={n}: the U-Net needs at least 3 stages (input, one down, bottleneck)")
         dims = {len(k) for k in self.kernel_sizes} | {len(s) for s in self.strides}
         if len(dims) != 1 or not dims <= {2, 3}:
             problems.append(f"kernel_sizes/strides mix or use unsupported dimensionalities {sorted(dims)}")

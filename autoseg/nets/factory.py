@@ -168,6 +168,11 @@ def build_network(
         torch.Size([1, 2, 16, 16])
     """
     arch = architecture if isinstance(architecture, Architecture) else Architecture.from_dict(architecture)
+    if arch.n_stages < 3:  # a valid plan for images too small to pool twice, but no U-Net can be built
+        raise ValueError(
+            f"n_stages={arch.n_stages}: the U-Net needs at least 3 stages (input, one down, bottleneck); "
+            "the plan's patch is too small to pool twice: plan with larger images or another configuration"
+        )
     builder = look_up(NETWORKS, arch.network, "network")
     return builder(arch, int(in_channels), int(num_classes), bool(deep_supervision and arch.deep_supervision))
 

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "autoseg"
     [
         ({"norm": "instnace"}, "unknown norm 'instnace'; did you mean 'instance'?"),
         ({"nonlinearity": "gelu"}, "unknown nonlinearity 'gelu'"),
-        ({"n_stages": 2, "features_per_stage": [8, 16], "kernel_sizes": [[3] * 3] * 2}, "at least 3 stages"),
+        ({"n_stages": 2, "features_per_stage": [8, 16], "kernel_sizes": [[3] * 3] * 2}, "strides has 3"),
         ({"blocks_per_stage_encoder": [3, 3, 3]}, "plain U-Net (MONAI DynUNet) has 2 convs per stage"),
         ({"network": "resenc", "blocks_per_stage_encoder": [1, 2]}, "needs 3 entries >= 1"),
         ({"kernel_sizes": [[3, 3]] * 3}, "unsupported dimensionalities [2, 3]"),

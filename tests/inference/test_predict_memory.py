@@ -24,6 +24,7 @@ import json, resource, sys
 from pathlib import Path
 import numpy as np, torch
 from autoseg.contracts.labels import LabelManager
+from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.plans import DEFAULT_RESAMPLING
 from autoseg.inference.writer import export_prediction
 from autoseg.io.images import Geometry
@@ -43,7 +44,7 @@ def case(network, native):
         "spacing": [1.5, 0.8, 0.8], "target_spacing": [3.0, 1.6, 1.6], "resampling": dict(DEFAULT_RESAMPLING),
     }
     logits = torch.randn((K, *network), generator=torch.Generator().manual_seed(0)).numpy()
-    return [(logits, props)], geometry
+    return [(logits, CaseProperties.from_dict(props))], geometry
 
 
 def whole(members):  # the whole-array reference: native probabilities reverted at once, then argmax

@@ -129,3 +129,12 @@ def test_deep_supervision_weights(num_heads: int, expected: list[float]) -> None
     assert math.isclose(sum(weights), 1.0)
     with pytest.raises(ValueError):
         deep_supervision_weights(0)
+
+
+def test_a_two_stage_plan_loads_but_no_unet_is_built_from_it() -> None:
+    """Images too small to pool twice give a valid 2-stage plan; building its network says why not."""
+    from autoseg.contracts.architecture import Architecture
+
+    arch = Architecture("plain", 2, (8, 16), ((3, 3, 3),) * 2, ((1, 1, 1), (2, 2, 2)))
+    with pytest.raises(ValueError, match="at least 3 stages"):
+        build_network(arch, in_channels=1, num_classes=2)
