@@ -19,8 +19,10 @@ from tests.slurm.helpers import autoseg_process, planned_dataset, squeue, wait_f
 SCHEDULE = [
     "--trainer",
     "quick",
-    "trainer.epochs=5",
-    "trainer.iterations_per_epoch=2",
+    # epochs long enough (seconds each, also on a quiet machine) that the signal sent after epoch 1
+    # lands mid-run, not after the last epoch (a fold that has finished is not resumed)
+    "trainer.epochs=6",
+    "trainer.iterations_per_epoch=12",
     "trainer.val_iterations=1",
     "trainer.num_workers=0",
     "trainer.deterministic=true",
@@ -92,7 +94,7 @@ def test_slurm_all_folds_survives_a_signal(slurm_cluster, tmp_path):
     training_log = (config / "fold_0" / "training_log.txt").read_text()
     assert "resuming at epoch" in training_log, state
     resumed_at = int(training_log.split("resuming at epoch ")[1].split()[0])
-    assert 1 <= resumed_at < 5  # it was stopped mid-run, after at least one epoch
+    assert 1 <= resumed_at < 6  # it was stopped mid-run, after at least one epoch
     assert list((config / "fold_0" / "slurm").glob(f"{job_id}_*")), "submitit's files are in the fold folder"
 
     # the interrupted fold ends with the uninterrupted run's weights, exactly
