@@ -2,8 +2,8 @@
 regression to holding the native class probabilities whole fails.
 
 Each measurement runs in a fresh subprocess: it builds network-grid logits (60, 32, 80, 80) and the
-case's properties, records ``ru_maxrss``, exports the mask as ``autoseg predict`` does
-(:func:`autoseg.inference.writer.export_prediction`) and reports how far the peak rose. The native
+case's properties, resets the peak RSS (``/proc/self/clear_refs``), exports the mask as ``autoseg
+predict`` does (:func:`autoseg.inference.writer.export_prediction`) and reports how far the peak rose. The native
 probabilities alone are 60 x 64 x 160 x 160 float32 = 375 MiB (the whole-array path makes several
 such arrays); the slab-by-slab export needs a 64 MiB slab, its intermediates and what the allocator
 keeps (~200 MiB). Peak numbers for the full-size case: benchmarks/RESULTS.md (bench_predict_memory.py).
@@ -20,7 +20,7 @@ NATIVE_PROBABILITIES_MIB = 60 * 64 * 160 * 160 * 4 / 2**20  # 375
 BOUND_MIB = 400  # streaming rose by ~200 MiB here (slab, intermediates, allocator), the whole-array path ~810
 
 SCRIPT = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import numpy as np, torch
 from autoseg.contracts.labels import LabelManager
@@ -57,14 +57,22 @@ def streamed(members, geometry, name):
     return export_prediction(name, ".nii.gz", members, geometry, out, labels=labels, activated=False)
 
 
+def peak_kib():
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
 mode, out = sys.argv[2], Path(sys.argv[1])
 # a small case first: one-time costs (lazy imports, BLAS and allocator set-up) are not per-case memory
 small, geometry = case((4, 8, 8), (8, 16, 16))
 whole(small) if mode == "whole" else streamed(small, geometry, "small")
 members, geometry = case((32, 80, 80), (64, 160, 160))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# the peak RSS from here on: ru_maxrss would start at the parent's peak (Linux keeps it across fork
+# and exec, and the pytest process may be large), so reset the peak (clear_refs 5) and read VmHWM
+Path("/proc/self/clear_refs").write_text("5")
+before = peak_kib()
 seg, files = whole(members) if mode == "whole" else streamed(members, geometry, "big")
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kib()
 print(json.dumps({"rise_mib": (after - before) / 1024, "shape": list(seg.shape),
                   "labels": int(len(np.unique(seg))), "files": sorted(f.name for f in files)}))
 """
