@@ -3,8 +3,8 @@ regression to holding the native class probabilities whole fails.
 
 Each measurement runs in a fresh subprocess: it builds network-grid logits (60, 32, 80, 80) and the
 case's properties, resets the peak RSS (``/proc/self/clear_refs``), exports the mask as ``autoseg
-predict`` does (:func:`autoseg.inference.writer.export_prediction`) and reports how far the peak rose. The native
-probabilities alone are 60 x 64 x 160 x 160 float32 = 375 MiB (the whole-array path makes several
+predict`` does (:func:`autoseg.inference.writer.export_prediction`) and reports how far the peak rose.
+The native probabilities alone are 60 x 64 x 160 x 160 float32 = 375 MiB (the whole-array path makes several
 such arrays); the slab-by-slab export needs a 64 MiB slab, its intermediates and what the allocator
 keeps (~200 MiB). Peak numbers for the full-size case: benchmarks/RESULTS.md (bench_predict_memory.py).
 """
