@@ -345,7 +345,7 @@ def run_nnunet(args, dataset: Path, rep: int, workdir: Path) -> RunResult:
 def autoseg_base_cmd(args) -> list[str]:
     if args.autoseg_cmd:
         return shlex.split(args.autoseg_cmd)
-    for cand in (Path(sys.executable).parent / "autoseg", shutil.which("autoseg"), "/work/venv/bin/autoseg"):
+    for cand in (Path(sys.executable).parent / "autoseg", shutil.which("autoseg")):
         if cand and Path(cand).exists():
             return [str(cand)]
     return [sys.executable, "-m", "autoseg"]
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "--autoseg-cmd",
         default=None,
         help="command that runs the autoseg CLI (default: autoseg next to this python, "
-        "on PATH, /work/venv/bin/autoseg, else `python -m autoseg`)",
+        "on PATH, else `python -m autoseg`)",
     )
     ap.add_argument("--autoseg-extra", default="", help="extra arguments appended to `autoseg plan`")
     ap.add_argument("--nnunet-venv", default=str(DEFAULT_NNUNET_VENV))

@@ -53,7 +53,7 @@ registers an ``atexit`` hook that writes ``torch.get_num_threads()`` to a file).
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_predict.py [--dataset /work/shared/data/Dataset004_Hippocampus] \
+    .venv/bin/python benchmarks/bench_predict.py [--dataset ../shared/data/Dataset004_Hippocampus] \
         [--cases 20] [--repeat 2] [--tta both|on|off] [--threads 2] [--nnunet-npp 3] [--nnunet-nps 3] \
         [--mem-interval 0.5] [--out benchmarks/work/bench_predict] [--json-out FILE] \
         [--models-dir DIR] [--keep]
