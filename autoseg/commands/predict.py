@@ -192,10 +192,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
     p.add_argument(
         "--backend",
-        default="torch",
-        choices=["torch", "torchscript", "onnxruntime", "openvino"],
+        default="auto",
+        choices=["auto", "torch", "torchscript", "onnxruntime", "openvino"],
         help="run the networks with torch (the reference) or an export checked against it (CPU; "
-        "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript)",
+        "exported beside each checkpoint on first use, or by export-model --onnx/--torchscript); "
+        "auto (default): the fastest installed on the CPU (openvino, then onnxruntime), torch on a GPU; "
+        "the log and predict.json say which ran",
     )
     p.add_argument(
         "--resample",

@@ -44,11 +44,15 @@ from torch import Tensor, nn
 
 from autoseg.utils.files import atomic_path
 
-__all__ = ["BACKENDS", "EXPORTS", "ExportError", "export_network", "load_runner"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "EXPORTS", "ExportError", "choose_backend", "export_network", "load_runner"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino")
+# ``auto`` on the CPU: the first of these whose packages are installed (fastest first, measured in
+# benchmarks/RESULTS.md: OpenVINO about 2x torch's speed per forward pass here, onnxruntime 1.4x)
+AUTO_ORDER = ("openvino", "onnxruntime")
+AUTO_NEEDS = {"openvino": ("openvino", "onnx"), "onnxruntime": ("onnxruntime", "onnx")}
 EXPORTS = {"onnx": ".onnx", "torchscript": ".ts"}
 BACKEND_EXPORT = {"torchscript": "torchscript", "onnxruntime": "onnx", "openvino": "onnx"}
 EXTRAS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "onnx": "onnx"}
@@ -171,8 +175,9 @@ def export_network(
     shape = (int(meta["in_channels"]), *(int(p) for p in meta["patch_size"]))
     network = network.to("cpu").eval()
     _export_file(network, torch.zeros(1, *shape), kind, path)
-    runner = _open(path, kind if kind == "torchscript" else "onnxruntime")
-    check = check_equivalence(network, runner, shape, sample)
+    checker = _checker(kind)
+    runner = _open(path, checker)
+    check = {**check_equivalence(network, runner, shape, sample), "checked_with": checker}
     if not check["ok"]:
         path.unlink(missing_ok=True)
         raise ExportError(
@@ -195,6 +200,15 @@ def export_network(
     log.info("%s: %s export checked (max |diff| %.1e, Dice %.4f)", path, kind, check["max_abs_diff_random"],
              check["dice_argmax"])  # fmt: skip
     return record
+
+
+def _checker(kind: str) -> str:
+    """The runtime an export is checked with: TorchScript's own, onnxruntime for ONNX, else OpenVINO."""
+    if kind == "torchscript":
+        return "torchscript"
+    import importlib.util
+
+    return next((b for b in ("onnxruntime", "openvino") if importlib.util.find_spec(b)), "onnxruntime")
 
 
 def _versions() -> dict[str, str]:
@@ -238,6 +252,31 @@ def _open(path: Path, backend: str) -> Callable[[Tensor], Tensor]:
     return _NumpyRunner(lambda a: compiled(a)[0], "openvino")
 
 
+def choose_backend(requested: str, device: torch.device) -> tuple[str, str]:
+    """The backend to run and why: ``requested`` itself, or for ``auto`` the fastest one installed.
+
+    ``auto`` is torch on a GPU (the exports run on the CPU only) and on the CPU the first backend of
+    :data:`AUTO_ORDER` whose packages import (OpenVINO is in the default install where a wheel
+    exists), else torch, saying which package is missing.
+
+    Example:
+        >>> choose_backend("auto", torch.device("cuda"))
+        ('torch', 'auto: torch on cuda (the exported backends run on the CPU)')
+    """
+    if requested != "auto":
+        return requested, "asked for"
+    if device.type != "cpu":
+        return "torch", f"auto: torch on {device.type} (the exported backends run on the CPU)"
+    import importlib.util
+
+    for name in AUTO_ORDER:
+        if all(importlib.util.find_spec(module) is not None for module in AUTO_NEEDS[name]):
+            return name, "auto: the fastest backend installed for the CPU"
+    return "torch", (
+        "auto: torch, the only backend installed (pip install 'autoseg[openvino]' for the fastest CPU one)"
+    )
+
+
 def load_runner(
     checkpoint: Path,
     network: nn.Module,
@@ -248,14 +287,16 @@ def load_runner(
     """The fold's network as a callable (B, C, *patch) -> logits (B, K, *patch) on ``backend``.
 
     ``torch`` returns ``network`` itself; the others export it first if there is no matching export
-    (see the module docstring). They run on the CPU: another ``device`` is an error.
+    (see the module docstring). They run on the CPU: another ``device`` is an error. ``auto`` is
+    :func:`choose_backend`'s choice.
     """
+    backend = choose_backend(backend, device)[0]
     if backend not in BACKENDS:
         import difflib
 
-        near = difflib.get_close_matches(backend, BACKENDS, n=1)
+        near = difflib.get_close_matches(backend, (*BACKENDS, "auto"), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown backend {backend!r}{hint} (valid: {', '.join(BACKENDS)})")
+        raise ValueError(f"unknown backend {backend!r}{hint} (valid: auto, {', '.join(BACKENDS)})")
     if backend == "torch":
         return network
     if device.type != "cpu":

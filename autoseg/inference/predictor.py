@@ -30,7 +30,7 @@ import torch
 
 from autoseg.contracts.plans import Plans
 from autoseg.data.cascade import one_hot_previous
-from autoseg.inference.backends import load_runner
+from autoseg.inference.backends import choose_backend, load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, _folds_of, load_fold_network
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
@@ -54,7 +54,9 @@ class PredictOptions:
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
         backend: torch (the reference), torchscript, onnxruntime or openvino
-            (:mod:`autoseg.inference.backends`; the last three on the CPU).
+            (:mod:`autoseg.inference.backends`; the last three on the CPU), or ``auto``: the fastest
+            installed on the CPU (OpenVINO where installed), torch on a GPU
+            (:func:`~autoseg.inference.backends.choose_backend`).
         resample: how probabilities go back to the native spacing: ``torch`` (on the device,
             :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
             ``auto``: torch on a GPU (scipy when the GPU runs out of memory), scipy on the CPU.
@@ -68,7 +70,7 @@ class PredictOptions:
     step_size: float = 0.5
     amp: bool = True
     tile_batch: int | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     resample: str = "auto"
 
 
@@ -96,6 +98,8 @@ class ConfigurationPredictor:
         self.previous = _previous_stage(trained, device, options) if conf.previous_stage else None
         self.previous_channels = tuple(tuple(v) for v in trained.plans.labels.evaluation_classes.values())
         expected = trained.plans.num_channels + (len(self.previous_channels) if self.previous else 0)
+        self.backend, why = choose_backend(options.backend, device)
+        log.info("%s: backend %s (%s)", trained.name, self.backend, why)
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, conf.architecture)
@@ -107,7 +111,7 @@ class ConfigurationPredictor:
                     "belongs to another model: copy the whole model folder (or export it with "
                     "`autoseg export-model`)"
                 )
-            networks.append(load_runner(path, network, meta, options.backend, device))
+            networks.append(load_runner(path, network, meta, self.backend, device))
             patch = [int(p) for p in meta.get("patch_size", patch)]
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
         if not networks:
@@ -135,6 +139,7 @@ class ConfigurationPredictor:
         patch = list(patch_size or conf.patch_size)
         self = cls.__new__(cls)
         self.previous, self.previous_channels = None, ()
+        self.backend = "torch"  # networks in memory
         self._setup(plans, configuration, list(networks), device, options, patch, list(conf.mirror_axes))
         self.trained = None
         return self

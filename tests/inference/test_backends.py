@@ -81,3 +81,25 @@ def test_unknown_backend_suggests_the_nearest(tmp_path: Path) -> None:
     checkpoint, net = _fold(tmp_path)
     with pytest.raises(ValueError, match=r"did you mean 'onnxruntime'"):
         load_runner(checkpoint, net, META, "onnxruntim", torch.device("cpu"))
+
+
+def test_auto_picks_the_fastest_installed_cpu_backend_and_torch_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    missing: set[str] = set()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    cpu = torch.device("cpu")
+    assert backends.choose_backend("auto", torch.device("cuda")) == (
+        "torch", "auto: torch on cuda (the exported backends run on the CPU)"
+    )  # fmt: skip
+    assert backends.choose_backend("onnxruntime", cpu) == ("onnxruntime", "asked for")
+    pytest.importorskip("onnxruntime")
+    missing.add("openvino")
+    assert backends.choose_backend("auto", cpu)[0] == "onnxruntime"
+    missing.add("onnxruntime")
+    backend, why = backends.choose_backend("auto", cpu)
+    assert backend == "torch" and "pip install 'autoseg[openvino]'" in why
+    missing.clear()
+    if real("openvino") is not None:
+        assert backends.choose_backend("auto", cpu)[0] == "openvino"
