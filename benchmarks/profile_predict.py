@@ -120,7 +120,10 @@ def install(timer: StageTimer) -> list[str]:
 
 def report(timer: StageTimer, wall: float, cpu: float) -> dict[str, Any]:
     """Print the table; the numbers as a dict."""
-    rows = {s: {"seconds": round(timer.seconds.get(s, 0.0), 3), "calls": timer.calls.get(s, 0)} for s in STAGES}
+    rows = {
+        stage: {"seconds": round(timer.seconds.get(stage, 0.0), 3), "calls": timer.calls.get(stage, 0)}
+        for stage in STAGES
+    }
     print(f"{'stage':20s} {'seconds':>9s} {'of wall':>8s} {'calls':>6s}")
     for stage, r in rows.items():
         print(f"{stage:20s} {r['seconds']:9.2f} {100 * r['seconds'] / wall:7.1f}% {r['calls']:6d}")

@@ -44,7 +44,9 @@ from torch import Tensor, nn
 
 from autoseg.utils.files import atomic_path
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "EXPORTS", "ExportError", "choose_backend", "export_network", "load_runner"]
+__all__ = [
+    "AUTO_ORDER", "BACKENDS", "EXPORTS", "ExportError", "choose_backend", "export_network", "load_runner",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 

@@ -83,12 +83,16 @@ def test_unknown_backend_suggests_the_nearest(tmp_path: Path) -> None:
         load_runner(checkpoint, net, META, "onnxruntim", torch.device("cpu"))
 
 
-def test_auto_picks_the_fastest_installed_cpu_backend_and_torch_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_picks_the_fastest_installed_cpu_backend_and_torch_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
     missing: set[str] = set()
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
     cpu = torch.device("cpu")
     assert backends.choose_backend("auto", torch.device("cuda")) == (
         "torch", "auto: torch on cuda (the exported backends run on the CPU)"
