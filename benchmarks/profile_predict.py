@@ -9,7 +9,7 @@ preprocessing run in a background thread, export in another, the network in the 
 stage               what is timed
 ==================  ============================================================================
 load model          building the predictors (checkpoints, exports of a backend, compilation)
-read                ``InputCase.load`` (the image files)
+read                ``_load_channels`` (the image files; DICOM series are not timed)
 normalisation       ``normalize`` inside ``preprocess_case``
 resampling in       ``resample_data_to_shape`` inside ``preprocess_case``
 preprocess, other   the rest of ``preprocess_case`` (transpose, crop)
@@ -112,7 +112,7 @@ def install(timer: StageTimer) -> list[str]:
         ("autoseg.inference.predictor", "ConfigurationPredictor.export_ready", "activation", None),
         ("autoseg.inference.writer", "revert_preprocessing", "resampling out", "export"),
         ("autoseg.inference.run", "export_prediction", "export", None),
-        ("autoseg.inference.cases", "InputCase.load", "read", None),
+        ("autoseg.inference.inputs", "_load_channels", "read", None),  # NIfTI/NRRD/MHA inputs
         ("autoseg.inference.predictor", "ConfigurationPredictor.__init__", "load model", None),
     ]
     return [f"{m}.{n}" for m, n, stage, parent in targets if not timer.patch(m, n, stage, parent)]

@@ -151,6 +151,7 @@ def export_network(
     kind: str,
     sample: Tensor | None = None,
     force: bool = False,
+    folder: Path | None = None,
 ) -> dict[str, Any]:
     """Export ``network`` (the torch network of ``checkpoint``) as ``kind`` beside it, checked; the record.
 
@@ -161,13 +162,14 @@ def export_network(
         kind: ``onnx`` or ``torchscript``.
         sample: a real preprocessed case (1, C, *patch) for the argmax check, if available.
         force: export again even if a matching record exists.
+        folder: where the export and its record go (default: beside the checkpoint).
 
     Raises:
         ExportError: the export differs from torch beyond the tolerances (nothing is kept).
     """
     if kind not in EXPORTS:
         raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORTS)}")
-    path = checkpoint.with_suffix(EXPORTS[kind])
+    path = (folder or checkpoint.parent) / checkpoint.with_suffix(EXPORTS[kind]).name
     record_path = path.with_name(path.name + ".json")
     ckpt_hash = sha256_of(checkpoint)
     if not force and record_path.is_file() and path.is_file():
@@ -306,5 +308,21 @@ def load_runner(
             f"--backend {backend} runs on the CPU; use --device cpu or --backend torch on {device}"
         )
     kind = BACKEND_EXPORT[backend]
-    record = export_network(checkpoint, network, meta, kind)
-    return _open(checkpoint.with_suffix(EXPORTS[kind]), backend) if record else network
+    folder = export_folder(checkpoint)
+    record = export_network(checkpoint, network, meta, kind, folder=folder)
+    return _open(folder / record["file"], backend)
+
+
+def export_folder(checkpoint: Path) -> Path:
+    """Where a checkpoint's exports are kept: beside it, or when its folder is read-only (a shared
+    model) in ``$AUTOSEG_CACHE`` (default ``~/.cache/autoseg``) under ``exports/<sha256 of the
+    checkpoint, 16 digits>/``, so that the default command works on models it cannot write to."""
+    import os
+
+    if os.access(checkpoint.parent, os.W_OK):
+        return checkpoint.parent
+    cache = Path(os.environ.get("AUTOSEG_CACHE") or Path.home() / ".cache" / "autoseg")
+    folder = cache / "exports" / sha256_of(checkpoint)[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("%s is read-only: its export is kept in %s", checkpoint.parent, folder)
+    return folder

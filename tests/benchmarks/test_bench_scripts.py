@@ -54,10 +54,10 @@ def test_help_parses(script: str, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 4-case synthetic dataset, and bench_predict's models folder made from it (plan + 1 iteration)."""
+    """A 5-case synthetic dataset (5 folds), and bench_predict's models folder made from it (plan + 1 iteration)."""
     root = tmp_path_factory.mktemp("bench")
     raw = root / "Dataset977_BenchSmoke"
-    cmd = [*("-m", "autoseg", "synthetic", str(raw)), *("--num-cases", "4", "--shape", "16", "24", "24")]
+    cmd = [*("-m", "autoseg", "synthetic", str(raw)), *("--num-cases", "5", "--shape", "16", "24", "24")]
     _run([*cmd, "--classes", "1", "--seed", "3"], root)
     return {"root": root, "raw": raw, "models": root / "models"}
 
@@ -95,8 +95,8 @@ def test_profile_predict_times_every_stage(tiny: dict[str, Path]) -> None:
     report = json.loads(out.read_text())
     assert report["returncode"] == 0 and report["missing"] == [], report["missing"]  # the code it wraps moved
     stages = report["stages"]
-    assert stages["forward passes"]["calls"] >= 4 and stages["read"]["calls"] == 4
-    assert stages["export"]["calls"] == 4 and stages["load model"]["calls"] == 1
+    assert stages["forward passes"]["calls"] >= 5 and stages["read"]["calls"] == 5
+    assert stages["export"]["calls"] == 5 and stages["load model"]["calls"] == 1
     assert 0 < stages["forward passes"]["seconds"] < report["wall_s"] and "forward passes" in proc.stdout
 
 
