@@ -49,7 +49,7 @@ def _cases(dataset: Path, out: Path) -> tuple[Path, list[int], int]:
 
 
 def _per_sample_ms(folder: Path, patch: list[int], batch: int, preset: str, batches: int) -> float:
-    from autoseg.config import compose
+    from autoseg.commands.config import compose
     from autoseg.data import Augmenter, BatchDataset, PatchSampler, PreprocessedCases
     from autoseg.training.config import TrainerConfig
 

@@ -129,7 +129,7 @@ def main() -> int:
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
 
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     out = args.out.resolve()
     shutil.rmtree(out, ignore_errors=True)

@@ -48,10 +48,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from autoseg.config import compose
-from autoseg.fingerprint import compute_fingerprint
+from autoseg.commands.config import compose
 from autoseg.io.dataset import load_raw_dataset
 from autoseg.nets import build_network, count_parameters, deep_supervision_weights, feature_map_elements
+from autoseg.planning.fingerprint import compute_fingerprint
 from autoseg.planning.plans import build_plans
 from autoseg.planning.presets import PlannerConfig
 

@@ -190,11 +190,7 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(p["threads"])
     from autoseg.planning.splits import SPLITS_SCHEMA_VERSION
-
-    try:
-        from autoseg.planning.stages import DatasetFolders, read_plans
-    except ImportError:  # before the package moves of issue 22's time
-        from autoseg.stages import DatasetFolders, read_plans  # type: ignore[no-redef]
+    from autoseg.planning.stages import DatasetFolders, read_plans
     from autoseg.training import loop as loop_mod
     from autoseg.training import setup as setup_mod
     from autoseg.training.config import TrainerConfig

@@ -196,8 +196,8 @@ def synthetic_dataset(out: Path) -> Path:
     """``--quick`` without ``--preprocessed``: a tiny synthetic dataset, planned and preprocessed here."""
     from autoseg.io.dataset import load_raw_dataset
     from autoseg.planning.presets import PlannerConfig
-    from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     spec = SyntheticSpec(num_cases=6, classes=1, shape=(20, 24, 24), noise=0.05, distractors=False, seed=3)
     raw = generate_dataset(out / "raw" / "Dataset930_Acceptance", spec)

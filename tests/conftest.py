@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import OmegaConf
 
+from autoseg.commands.config import compose
 from autoseg.commands.demo import DEMO_TASK
-from autoseg.config import compose
 from autoseg.planning.presets import PlannerConfig
-from autoseg.synthetic import SyntheticSpec, generate_case
+from autoseg.synthetic.dataset import SyntheticSpec, generate_case
 from autoseg.training.config import TrainerConfig
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoseg.fingerprint import compute_fingerprint, intensity_statistics
 from autoseg.io.dataset import load_raw_dataset
 from autoseg.io.images import read_image
 from autoseg.io.validation import DatasetValidationError
+from autoseg.planning.fingerprint import compute_fingerprint, intensity_statistics
 
 
 def test_fingerprint_measures_each_case(tiny_mr_dataset):

@@ -9,7 +9,7 @@ from scipy.ndimage import binary_dilation
 
 from autoseg.io.dataset import load_raw_dataset
 from autoseg.io.images import read_image
-from autoseg.synthetic import SyntheticSpec, generate_case, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_case, generate_dataset
 
 SMALL = (20, 32, 32)
 

@@ -15,7 +15,7 @@ import pytest
 
 from autoseg.commands import overlay as overlay_cmd
 from autoseg.io.images import Geometry, write_image
-from autoseg.visualize import (
+from autoseg.visualize.overlay import (
     Window,
     blend_panel,
     central_indices,

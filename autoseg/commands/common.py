@@ -10,24 +10,24 @@ from typing import Any
 
 def compose_config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
     """The hydra config with ``extra`` and the user's ``key=value`` overrides applied."""
-    from autoseg.config import compose
+    from autoseg.commands.config import compose
 
     return compose([*extra, *getattr(args, "hydra_overrides", [])])
 
 
 def dataset_root(dataset: str, cfg: Any) -> Path:
     """The raw dataset folder of ``dataset`` (a path, ``DatasetXXX_Name`` or a number)."""
-    from autoseg.config import Paths
+    from autoseg.commands.config import Paths
     from autoseg.io.dataset import resolve_dataset
 
     return resolve_dataset(dataset, Paths.from_config(cfg).raw)
 
 
 def dataset_folders(cfg: Any, root: Path) -> Any:
-    """The :class:`autoseg.stages.DatasetFolders` of a raw dataset under the preprocessed root."""
-    from autoseg.config import Paths
+    """The :class:`autoseg.planning.stages.DatasetFolders` of a raw dataset under the preprocessed root."""
+    from autoseg.commands.config import Paths
     from autoseg.io.dataset import load_raw_dataset
-    from autoseg.stages import DatasetFolders
+    from autoseg.planning.stages import DatasetFolders
 
     return DatasetFolders.for_dataset(Paths.from_config(cfg).require("preprocessed"), load_raw_dataset(root))
 

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-#: The demo's synthetic task (see :class:`autoseg.synthetic.SyntheticSpec`).
+#: The demo's synthetic task (see :class:`autoseg.synthetic.dataset.SyntheticSpec`).
 DEMO_TASK: dict[str, Any] = {
     "shape": (24, 40, 40),
     "classes": 2,
@@ -27,7 +27,7 @@ def _demo_heldout(raw: Path, num_cases: int, num_workers: int | None) -> tuple[P
     """Held-out cases (another seed) as the dataset's imagesTs/labelsTs."""
     import shutil
 
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     spare = generate_dataset(
         raw.parent / ".heldout", SyntheticSpec(num_cases=num_cases, seed=1000, **DEMO_TASK), num_workers
@@ -74,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
     from autoseg.commands.dispatch import run
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     start = time.perf_counter()
     out = Path(args.out).resolve()

@@ -115,8 +115,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_postprocess(args: argparse.Namespace) -> int:
-    from autoseg.evaluation.postprocess import PostprocessingSpec, load_spec, postprocess_folder
     from autoseg.io.images import ImageReadError
+    from autoseg.postprocessing.components import PostprocessingSpec, load_spec, postprocess_folder
 
     if args.spec is not None and (args.foreground_lcc or args.class_lcc):
         raise ValueError("--spec FILE cannot be combined with --foreground-lcc or --class-lcc; give one")

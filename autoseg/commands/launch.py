@@ -3,7 +3,7 @@
 Not a command module: :mod:`autoseg.commands.train` imports from it.
 
 - ``--gpus``: :func:`parse_gpus` and :func:`child_argv`, which the torchrun relaunch and the
-  all-folds queue share, and the device launched processes get (:func:`_launch_device`);
+  all-folds queue share, and the device launched processes get (:func:`launch_device`);
 - ``all-folds``: the queue itself, :class:`Slot` and :class:`FoldJob`, :func:`run_queue` (one
   ``autoseg`` subprocess per free slot, each with its own ``launcher.log``), and the summary at
   the end (:func:`summary_table`, :func:`write_summary`).
@@ -62,7 +62,7 @@ def child_argv(
     return argv + list(args.overrides or [])
 
 
-def _launch_device(args: argparse.Namespace, what: str) -> str:
+def launch_device(args: argparse.Namespace, what: str) -> str:
     """The ``--device`` of launched processes: cpu, or cuda (each picks its GPU)."""
     import torch
 
@@ -76,7 +76,7 @@ def _launch_device(args: argparse.Namespace, what: str) -> str:
 
 
 @contextmanager
-def _terminate_on_sigterm(processes: Callable[[], Iterable[subprocess.Popen]]) -> Iterator[None]:
+def terminate_on_sigterm(processes: Callable[[], Iterable[subprocess.Popen]]) -> Iterator[None]:
     """While in the block, SIGTERM (a batch scheduler's cancel) terminates the ``processes()``
     running at that moment, then this process, instead of leaving them running."""
 
@@ -115,7 +115,7 @@ class FoldJob:
     mean_dice: float | None = None
 
 
-def _mean_dice(output: Path) -> float | None:
+def fold_mean_dice(output: Path) -> float | None:
     """The mean over labels of ``validation/summary.json``'s ``mean``, None without one."""
     path = output / "validation" / "summary.json"
     try:
@@ -159,7 +159,7 @@ def _ended(run: _Running) -> None:
     run.log.close()
     job = run.job
     job.exit_code, job.seconds = run.process.returncode, time.perf_counter() - run.start
-    job.mean_dice = _mean_dice(job.output) if job.exit_code == 0 else None
+    job.mean_dice = fold_mean_dice(job.output) if job.exit_code == 0 else None
     state = "done" if job.exit_code == 0 else f"FAILED (exit {job.exit_code})"
     print(f"{state}: {job.configuration} fold {job.fold} after {job.seconds:.0f} s", flush=True)
 
@@ -172,7 +172,7 @@ def run_queue(jobs: Sequence[FoldJob], slots: Sequence[Slot], poll_s: float = 0.
     pending, free = deque(jobs), list(slots)
     running: list[_Running] = []
     try:
-        with _terminate_on_sigterm(lambda: [r.process for r in running]):
+        with terminate_on_sigterm(lambda: [r.process for r in running]):
             while pending or running:
                 while pending and free:
                     running.append(_start(pending.popleft(), free.pop(0)))

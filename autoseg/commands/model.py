@@ -10,7 +10,7 @@ from autoseg.commands.common import compose_config, dataset_root
 
 
 def _model_root(cfg: Any, root: Path) -> Path:
-    from autoseg.config import Paths
+    from autoseg.commands.config import Paths
 
     return Paths.from_config(cfg).require("results") / root.name
 
@@ -82,10 +82,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import json
 
-    from autoseg.inference.export import export_model
-    from autoseg.inference.export_networks import export_fold_networks
+    from autoseg.export.archive import export_model
+    from autoseg.export.networks import export_fold_networks
     from autoseg.inference.model import open_model
-    from autoseg.stages import versions
+    from autoseg.planning.stages import versions
 
     if args.output is None and args.container is None:
         raise ValueError("export-model needs -o ARCHIVE.zip, --container FOLDER, or both")
@@ -128,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     size = out.stat().st_size / 2**20
     print(f"model exported to {out} ({size:.1f} MiB); use it with: autoseg predict -i IN -o OUT -m {out}")
     if args.container is not None:
-        from autoseg.inference.container import write_container
+        from autoseg.export.container import write_container
 
         context = write_container(Path(args.container), out, backend=args.container_backend)
         print(f"container build context in {context}: docker build -t my-model {context}")

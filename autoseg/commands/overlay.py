@@ -83,7 +83,7 @@ def read_pair(image_path: Path, mask_path: Path) -> tuple[Any, Any, tuple[float,
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
-    from autoseg.visualize import overlay_png, parse_window
+    from autoseg.visualize.overlay import overlay_png, parse_window
 
     image, mask, spacing = read_pair(Path(args.image), Path(args.mask))
     names: dict[int, str] | None = None

@@ -1,6 +1,6 @@
 """``autoseg synthetic / validate / fingerprint / plan / preprocess``: the planning stages.
 
-Each composes the hydra config, calls one stage of :mod:`autoseg.stages` and prints what it did.
+Each composes the hydra config, calls one stage of :mod:`autoseg.planning.stages` and prints what it did.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def _planner(cfg: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     if args.regions:
-        from autoseg.synthetic_labels import generate_regions_dataset
+        from autoseg.synthetic.labels import generate_regions_dataset
 
         out = generate_regions_dataset(args.out_folder, args.num_cases, tuple(args.shape), args.seed)
         print(f"synthetic BraTS-like region dataset with {args.num_cases} cases written to {out}")
@@ -68,7 +68,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    from autoseg.stages import run_fingerprint
+    from autoseg.planning.stages import run_fingerprint
 
     cfg = compose_config(args)
     root = dataset_root(args.dataset, cfg)
@@ -132,7 +132,7 @@ def _planning_record(cfg: Any, choice: Any) -> dict[str, Any]:
     is there when it is not the default, so plans made with nnU-Net's preprocessing stay byte for
     byte what they were.
     """
-    from autoseg.config import to_plain
+    from autoseg.commands.config import to_plain
     from autoseg.preprocessing.steps import PreprocessingChoice
 
     record = to_plain(cfg)
@@ -147,8 +147,8 @@ def _planning_record(cfg: Any, choice: Any) -> dict[str, Any]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
+    from autoseg.planning.stages import run_fingerprint, run_plan, run_preprocess
     from autoseg.preprocessing.steps import PreprocessingChoice
-    from autoseg.stages import run_fingerprint, run_plan, run_preprocess
 
     cfg = compose_config(args, [f"planner={args.preset}"])
     root = dataset_root(args.dataset, cfg)
@@ -183,7 +183,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from autoseg.stages import read_plans, run_preprocess
+    from autoseg.planning.stages import read_plans, run_preprocess
 
     cfg = compose_config(args, [f"planner={args.preset}"])
     root = dataset_root(args.dataset, cfg)

@@ -26,16 +26,16 @@ def _choose(args: argparse.Namespace, model: Any) -> tuple[list[str], list[str] 
     folds = args.folds or (list(selection["folds"]) if uses_selection and selection else None)
     spec = None
     if uses_selection and selection and selection.get("postprocessing") and not args.no_postprocessing:
-        from autoseg.evaluation.postprocess import PostprocessingSpec
+        from autoseg.postprocessing.components import PostprocessingSpec
 
         spec = PostprocessingSpec.from_dict(selection["postprocessing"])
     return configs, folds, spec
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from autoseg.export.model_card import card_summary, read_model_card
     from autoseg.inference.inputs import discover_inputs
     from autoseg.inference.model import fold_names, open_model
-    from autoseg.inference.model_card import card_summary, read_model_card
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
     from autoseg.utils.device import pick_device

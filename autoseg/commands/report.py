@@ -9,7 +9,7 @@ from autoseg.commands.common import compose_config, dataset_root
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from autoseg.config import Paths
+    from autoseg.commands.config import Paths
     from autoseg.report.collect import collect_run
     from autoseg.report.render import other_run, render_report
     from autoseg.utils.files import atomic_path

@@ -25,22 +25,21 @@ from autoseg.commands.common import compose_config, dataset_folders, dataset_roo
 from autoseg.commands.launch import (
     FoldJob,
     Slot,
-    _launch_device,
-    _terminate_on_sigterm,
     child_argv,
+    launch_device,
     parse_gpus,
     run_queue,
     summary_table,
+    terminate_on_sigterm,
     write_summary,
 )
-from autoseg.commands.launch import _mean_dice as _mean_dice  # re-exported (importable from here as before)
 
 ALL_FOLDS = "all-folds"
 log = logging.getLogger("autoseg")
 
 
 def _dataset(args: argparse.Namespace, cfg: Any) -> tuple[Path, Any, list[dict[str, list[str]]]]:
-    """The raw dataset folder, its :class:`autoseg.stages.DatasetFolders` and the folds of splits.json."""
+    """The raw dataset, its :class:`~autoseg.planning.stages.DatasetFolders`, the folds of splits.json."""
     from autoseg.planning.splits import SPLITS_SCHEMA_VERSION
     from autoseg.utils.files import read_artifact
 
@@ -54,8 +53,8 @@ def fold_spec(args: argparse.Namespace, cfg: Any, fold: int | str, configuration
 
     ``configuration`` defaults to ``args.configuration``.
     """
-    from autoseg.config import Paths
-    from autoseg.stages import read_plans
+    from autoseg.commands.config import Paths
+    from autoseg.planning.stages import read_plans
     from autoseg.training.spec import FoldSpec, fold_cases
 
     configuration = configuration or args.configuration
@@ -101,7 +100,7 @@ def trainer_config(cfg: Any) -> Any:
 
 def train_one(args: argparse.Namespace) -> int:
     """Train (or validate) one fold here; under torchrun, as this process's rank."""
-    from autoseg.config import to_plain
+    from autoseg.commands.config import to_plain
     from autoseg.training.distributed import DistributedContext, process_group, rank_device, report_failure
     from autoseg.training.setup import train_fold, validate_only
     from autoseg.utils.device import pick_device
@@ -152,7 +151,7 @@ def launch_torchrun(args: argparse.Namespace) -> int:
     if "WORLD_SIZE" in os.environ:
         raise ValueError("--gpus starts torchrun itself: leave it out when launching with torchrun")
     count, ids = parse_gpus(args.gpus)
-    device = _launch_device(args, "--gpus")
+    device = launch_device(args, "--gpus")
     cfg = compose_config(args, [f"trainer={args.trainer}"])
     trainer_config(cfg)  # clear errors before launching
     fold_spec(args, cfg, args.fold if args.fold == "all" else int(args.fold))
@@ -163,7 +162,7 @@ def launch_torchrun(args: argparse.Namespace) -> int:
     command += ["-m", "autoseg", *child_argv(args, args.configuration, args.fold, device)]
     log.info("launching %d ranks: %s", count, " ".join(command))
     process = subprocess.Popen(command, env=env)
-    with _terminate_on_sigterm(lambda: [process]):
+    with terminate_on_sigterm(lambda: [process]):
         return process.wait()
 
 
@@ -173,7 +172,7 @@ def all_folds_slots(args: argparse.Namespace) -> list[Slot]:
         raise ValueError("all-folds: give --gpus (one job per GPU) or --parallel N, not both")
     if args.gpus is not None:
         count, ids = parse_gpus(args.gpus)
-        device = _launch_device(args, "all-folds --gpus")
+        device = launch_device(args, "all-folds --gpus")
         if device == "cpu":
             return [Slot(f"cpu {k}", "cpu", _cpu_env(count)) for k in range(count)]
         return [Slot(f"gpu {i}", "cuda", {"CUDA_VISIBLE_DEVICES": str(i)}) for i in ids or range(count)]

@@ -281,13 +281,41 @@ class Augmenter:
             The parameters for :meth:`apply`.
         """
         cfg = self.config
-        channels = range(self.num_channels)
+        angles, scale = self._draw_spatial(rng)
+        noise_std, noise_seed, blur = self._draw_noise_and_blur(rng)
+        brightness, contrast, lowres, gamma_inverted, gamma = self._draw_intensity(rng)
+        mirror = tuple(a for a in cfg.mirror_axes or () if rng.random() < cfg.p_mirror)
+        extra_seed = int(rng.integers(1, 2**63 - 1)) if self.extra is not None else 0
+        return AugmentParams(
+            angles=angles,
+            scale=scale,
+            mirror=mirror,
+            noise_std=noise_std,
+            noise_seed=noise_seed,
+            blur_sigma=blur if any(s is not None for s in blur) else (),
+            brightness=brightness,
+            contrast=contrast,
+            lowres=lowres if any(s is not None for s in lowres) else (),
+            gamma_inverted=gamma_inverted,
+            gamma=gamma,
+            extra_seed=extra_seed,
+        )
+
+    def _draw_spatial(self, rng: np.random.Generator) -> tuple[tuple[float, ...], float]:
+        """Rotation angles (radians; empty: none) and the scale factor (1: none)."""
+        cfg = self.config
         rotate = rng.random() < cfg.p_rotation
         zoom = rng.random() < cfg.p_scaling
         angles = (
             tuple(float(np.deg2rad(rng.uniform(-r, r))) for r in cfg.rotation_deg or ()) if rotate else ()
         )
-        scale = float(rng.uniform(*cfg.scaling)) if zoom else 1.0
+        return angles, float(rng.uniform(*cfg.scaling)) if zoom else 1.0
+
+    def _draw_noise_and_blur(
+        self, rng: np.random.Generator
+    ) -> tuple[float, int, tuple[tuple[float, ...] | None, ...]]:
+        """Noise std and seed (0, 0: none), then per channel the blur sigmas (None: not blurred)."""
+        cfg = self.config
         noise_std, noise_seed = 0.0, 0
         if rng.random() < cfg.p_noise:
             noise_std = float(rng.uniform(*cfg.noise_std))
@@ -298,8 +326,14 @@ class Augmenter:
                 tuple(float(rng.uniform(*cfg.blur_sigma)) for _ in range(self.ndim))
                 if rng.random() < cfg.p_blur_per_channel
                 else None
-                for _ in channels
+                for _ in range(self.num_channels)
             )
+        return noise_std, noise_seed, blur
+
+    def _draw_intensity(self, rng: np.random.Generator) -> tuple[tuple, tuple, tuple, tuple, tuple]:
+        """Per-channel brightness, contrast, low-resolution scale, inverted gamma and gamma (empty: none)."""
+        cfg = self.config
+        channels = range(self.num_channels)
         brightness = (
             tuple(_bg_factor(rng, *cfg.brightness) for _ in channels)
             if rng.random() < cfg.p_brightness
@@ -320,22 +354,7 @@ class Augmenter:
             else ()
         )
         gamma = tuple(_bg_factor(rng, *cfg.gamma) for _ in channels) if rng.random() < cfg.p_gamma else ()
-        mirror = tuple(a for a in cfg.mirror_axes or () if rng.random() < cfg.p_mirror)
-        extra_seed = int(rng.integers(1, 2**63 - 1)) if self.extra is not None else 0
-        return AugmentParams(
-            angles=angles,
-            scale=scale,
-            mirror=mirror,
-            noise_std=noise_std,
-            noise_seed=noise_seed,
-            blur_sigma=blur if any(s is not None for s in blur) else (),
-            brightness=brightness,
-            contrast=contrast,
-            lowres=lowres if any(s is not None for s in lowres) else (),
-            gamma_inverted=gamma_inverted,
-            gamma=gamma,
-            extra_seed=extra_seed,
-        )
+        return brightness, contrast, lowres, gamma_inverted, gamma
 
     # ---------------------------------------------------------------------- geometry
     def matrix(self, params: AugmentParams) -> np.ndarray | None:

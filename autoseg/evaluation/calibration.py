@@ -13,6 +13,7 @@ certainty and right, and would swamp both the fit and the expected calibration e
 
 Example:
     >>> probs = np.array([[0.9, 0.2], [0.1, 0.8]])
+    >>> from autoseg.postprocessing.temperature import apply_temperature
     >>> apply_temperature(probs, 1.0).round(3).tolist()
     [[0.9, 0.2], [0.1, 0.8]]
 """
@@ -26,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.postprocessing.temperature import EPS as _EPS
+from autoseg.postprocessing.temperature import apply_temperature
+
 __all__ = [
-    "apply_temperature",
     "calibrate_configuration",
     "expected_calibration_error",
     "fit_temperature",
@@ -36,18 +39,6 @@ __all__ = [
 
 BINS = 15
 PAD = 8
-_EPS = 1e-7
-
-
-def apply_temperature(probabilities: np.ndarray, temperature: float, axis: int = 0) -> np.ndarray:
-    """``softmax(log p / T)`` along ``axis`` (the classes), float32; the argmax is unchanged."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    logits = np.log(np.clip(probabilities.astype(np.float32), _EPS, 1.0)) / np.float32(temperature)
-    logits -= logits.max(axis=axis, keepdims=True)
-    out = np.exp(logits)
-    out /= out.sum(axis=axis, keepdims=True)
-    return out.astype(np.float32)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:

@@ -20,9 +20,9 @@ from typing import Any
 from tqdm import tqdm
 
 from autoseg.contracts.labels import LabelManager
-from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import read_geometry, write_image
 from autoseg.io.probabilities import load_probabilities, save_probabilities
+from autoseg.postprocessing.ensemble import average_probabilities, segmentation_from
 from autoseg.utils.files import atomic_path, read_artifact
 
 __all__ = ["cv_summary", "ensemble_cases", "fold_validations", "merge_validation"]

@@ -1,6 +1,6 @@
 """Choosing the post-processing on cross-validation predictions.
 
-:func:`determine_postprocessing` chooses a :class:`~autoseg.evaluation.postprocess.PostprocessingSpec`
+:func:`determine_postprocessing` chooses a :class:`~autoseg.postprocessing.components.PostprocessingSpec`
 on cross-validation predictions, judged by Dice alone:
 
 1. foreground LCC (largest component of all labels together) is kept if the mean foreground Dice
@@ -21,7 +21,7 @@ postprocessing.json (``write_artifact(..., "postprocessing", 1, ...)``)::
                 "decisions": [{"step": "foreground_lcc", "kept": true, "dice": {...}, ...}, ...],
                 "dice_after": {...}, "foreground_dice_after": 0.85, ...}}
 
-The spec and how it is applied are in :mod:`autoseg.evaluation.postprocess`, which re-exports
+The spec and how it is applied are in :mod:`autoseg.postprocessing.components`, which re-exports
 :func:`determine_postprocessing`.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from autoseg.evaluation.evaluate import class_mask, evaluate_folders, pair_cases
 from autoseg.evaluation.metrics import mask_stats
-from autoseg.evaluation.postprocess import (
+from autoseg.postprocessing.components import (
     DICE_EPS,
     POSTPROCESSING_SCHEMA_VERSION,
     PostprocessingSpec,
@@ -190,6 +190,13 @@ def determine_postprocessing(
     """
     pairs = pair_cases(pred_folder, ref_folder, file_ending, cases)
     classes = {str(k): [int(v) for v in vals] for k, vals in classes.items()}
+    evaluation = {
+        "classes": classes,
+        "file_ending": file_ending,
+        "tolerance_mm": tolerance_mm,
+        "ignore_label": ignore_label,
+        "num_workers": num_workers,
+    }
     fg_spec = PostprocessingSpec(foreground_lcc=True)
     before, with_fg = _mean_dice_of_specs(
         pairs,
@@ -222,18 +229,30 @@ def determine_postprocessing(
         "foreground_dice_after": _foreground(search.dice),
     }
     if output_folder is not None:
-        out = Path(output_folder)
-        postprocess_folder([p for _, p, _ in pairs], out, search.spec, num_workers)
-        names = [case for case, _, _ in pairs]
-        evaluate_folders(
-            out, ref_folder, classes, file_ending, tolerance_mm, ignore_label, num_workers, names,
-            output=out / "summary.json",
-        )  # fmt: skip
-        report.update(output_folder=str(out), summary=str(out / "summary.json"))
-        write_artifact(
-            out / "postprocessing.json",
-            "postprocessing",
-            POSTPROCESSING_SCHEMA_VERSION,
-            {"postprocessing": search.spec.to_dict(), "report": report},
-        )
+        _write_postprocessed(Path(output_folder), pairs, ref_folder, search.spec, report, evaluation)
     return search.spec, report
+
+
+def _write_postprocessed(
+    out: Path,
+    pairs: Sequence[tuple[str, Path, Path]],
+    ref_folder: str | os.PathLike[str],
+    spec: PostprocessingSpec,
+    report: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> None:
+    """Post-process every prediction into ``out``, score it (summary.json), write postprocessing.json."""
+    e = evaluation
+    postprocess_folder([p for _, p, _ in pairs], out, spec, e["num_workers"])
+    names = [case for case, _, _ in pairs]
+    evaluate_folders(
+        out, ref_folder, e["classes"], e["file_ending"], e["tolerance_mm"], e["ignore_label"],
+        e["num_workers"], names, output=out / "summary.json",
+    )  # fmt: skip
+    report.update(output_folder=str(out), summary=str(out / "summary.json"))
+    write_artifact(
+        out / "postprocessing.json",
+        "postprocessing",
+        POSTPROCESSING_SCHEMA_VERSION,
+        {"postprocessing": spec.to_dict(), "report": report},
+    )

@@ -176,7 +176,7 @@ def _plot(path: Path, summary_file: Path, chosen: Sequence[str]) -> None:
     """cv_dice.png: the winner's per-class Dice over the cross-validation cases."""
     import json
 
-    from autoseg.visualize import plot_cv_dice
+    from autoseg.visualize.overlay import plot_cv_dice
 
     summary = json.loads(summary_file.read_text())
     plot_cv_dice(summary, path, title=f"cross-validation Dice of {' + '.join(chosen)}")

@@ -102,7 +102,7 @@ def dicom_seg_writer(labels: dict[int, str]) -> Callable[[InputCase, np.ndarray,
 
 def overlay_writer(names: dict[int, str]) -> Callable[[InputCase, np.ndarray, Geometry, Path], list[Path]]:
     """A writer of ``<case>.png``: the mask over channel 0 of the image, slices through the structures."""
-    from autoseg.visualize import overlay_png
+    from autoseg.visualize.overlay import overlay_png
 
     def write(case: InputCase, seg: np.ndarray, geometry: Geometry, output: Path) -> list[Path]:
         images, _ = case.load()

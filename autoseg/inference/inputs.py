@@ -28,7 +28,7 @@ def _load_channels(files: tuple[Path, ...]) -> tuple[np.ndarray, Geometry]:
     return stack_channels((str(path), *read_image(path)) for path in files)
 
 
-def _file_case(path: Path, num_channels: int) -> InputCase:
+def file_case(path: Path, num_channels: int) -> InputCase:
     ending = file_ending(path)
     if num_channels != 1:
         raise ValueError(
@@ -98,7 +98,7 @@ def discover_inputs(
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
     if path.is_file():
-        return [_file_case(path, num_channels)]
+        return [file_case(path, num_channels)]
     cases = _folder_cases(path, num_channels)
     if cases:
         return cases

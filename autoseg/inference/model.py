@@ -78,12 +78,12 @@ class ModelFolder:
     def configurations(self) -> list[str]:
         """Configurations of these plans with at least one trained fold."""
         base = self.root / self.plans_name
-        return sorted(p.parent.name for p in base.glob("*/plans.json") if _folds_of(p.parent))
+        return sorted(p.parent.name for p in base.glob("*/plans.json") if trained_folds(p.parent))
 
     def configuration(self, name: str) -> TrainedConfiguration:
         """The trained configuration ``name``; FileNotFoundError listing the trained ones otherwise."""
         folder = self.root / self.plans_name / name
-        folds = _folds_of(folder)
+        folds = trained_folds(folder)
         if not (folder / "plans.json").is_file() or not folds:
             raise FileNotFoundError(
                 f"{folder} holds no trained {name!r} model (plans.json and fold_k/checkpoint_*.pt); "
@@ -93,7 +93,7 @@ class ModelFolder:
         return TrainedConfiguration(name=name, folder=folder, plans=plans, folds=folds)
 
 
-def _folds_of(folder: Path) -> tuple[str, ...]:
+def trained_folds(folder: Path) -> tuple[str, ...]:
     folds = [p.name[len("fold_") :] for p in folder.glob("fold_*") if any(p.glob("checkpoint_*.pt"))]
     return tuple(sorted(folds, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f)))
 

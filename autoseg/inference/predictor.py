@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoseg.cascade.encoding import one_hot_previous
+from autoseg.cascade.previous_stage import to_preprocessed_grid
 from autoseg.contracts.plans import Plans
-from autoseg.data.cascade import one_hot_previous
 from autoseg.inference.backends import choose_backend, load_runner
 from autoseg.inference.batching import BatchSizer
-from autoseg.inference.model import TrainedConfiguration, _folds_of, load_fold_network
+from autoseg.inference.model import TrainedConfiguration, load_fold_network, trained_folds
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
 from autoseg.preprocessing.preprocess import preprocess_case, revert_preprocessing
-from autoseg.preprocessing.previous_stage import to_preprocessed_grid
 
 __all__ = ["ConfigurationPredictor", "PredictOptions"]
 
@@ -273,7 +273,7 @@ def _previous_stage(
     assert previous is not None
     folder = trained.folder.parent / previous
     plans_file = folder / "plans.json"
-    folds = _folds_of(folder)
+    folds = trained_folds(folder)
     if not plans_file.is_file() or not folds:
         raise FileNotFoundError(
             f"{trained.name} needs its previous stage {previous}, but {folder} holds no trained model: "

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from autoseg.contracts.labels import LabelManager
-from autoseg.evaluation.calibration import apply_temperature
-from autoseg.evaluation.ensemble import average_probabilities, segmentation_from
 from autoseg.io.images import Geometry, write_image
 from autoseg.io.probabilities import save_probabilities
+from autoseg.postprocessing.ensemble import average_probabilities, segmentation_from
+from autoseg.postprocessing.temperature import apply_temperature
 from autoseg.preprocessing.preprocess import revert_preprocessing
 
 __all__ = ["export_prediction"]
@@ -38,7 +38,7 @@ def export_prediction(
         probs_per_config: per configuration, probabilities (K, Z', Y', X') in its preprocessed space and
             the case's properties from :func:`autoseg.preprocessing.preprocess.preprocess_case`.
         geometry: the case's native geometry (size, spacing, origin, direction).
-        postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
+        postprocessing: an :class:`autoseg.postprocessing.components.PostprocessingSpec` or None.
         keep_probabilities: also write ``<name>.npz`` (native-grid probabilities, float16).
         labels: the plans' labels (:meth:`LabelManager.segmentation`); None: argmax, channel k is label k.
         temperature: calibrate the saved probabilities (:func:`autoseg.evaluation.calibration.

@@ -140,7 +140,7 @@ def build_plans(
         cfg: the planner preset.
         overrides: ``CONFIG.FIELD=VALUE`` strings (see :func:`parse_plan_overrides`); recorded in the plans.
         preprocessing: optional steps and a normalisation for every channel (default: nnU-Net's);
-            ``histogram`` landmarks are fitted afterwards on the images (:func:`autoseg.stages.run_plan`).
+            ``histogram`` landmarks are fitted afterwards (:func:`~autoseg.planning.stages.run_plan`).
 
     Returns:
         The plans (a JSON-able dict, schema :data:`PLANS_SCHEMA_VERSION`) and the explanation.

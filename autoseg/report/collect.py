@@ -101,7 +101,7 @@ def _fold_cases(folder: Path) -> list[dict[str, Any]]:
     return list(evaluation.get("cases", [])) if evaluation else []
 
 
-def _configuration(folder: Path) -> ConfigurationRun:
+def configuration_run(folder: Path) -> ConfigurationRun:
     conf = ConfigurationRun(folder.name, folder)
     fold_dirs = sorted(folder.glob("fold_*"), key=lambda p: (len(p.name), p.name))
     case_fold: dict[str, str] = {}
@@ -192,7 +192,7 @@ def collect_run(preprocessed: Path, model_root: Path, plans_name: str | None = N
         plans = Plans.from_dict({**plans.raw, "fingerprint": fingerprint}, source=str(plans_file))
     base = model_root / plans_name
     configs = {
-        p.name: _configuration(p) for p in sorted(base.glob("*")) if p.is_dir() and list(p.glob("fold_*"))
+        p.name: configuration_run(p) for p in sorted(base.glob("*")) if p.is_dir() and list(p.glob("fold_*"))
     }
     configs = {k: v for k, v in configs.items() if v.folds}
     chosen = (selection or {}).get("configurations") or []

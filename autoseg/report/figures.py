@@ -101,7 +101,7 @@ def thumbnail_uri(
     if not image_file.is_file() or not mask_file.is_file():
         return None
     from autoseg.io.images import read_image
-    from autoseg.visualize import overlay_figure
+    from autoseg.visualize.overlay import overlay_figure
 
     image, geometry = read_image(image_file)
     mask, _ = read_image(mask_file)

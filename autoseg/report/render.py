@@ -316,7 +316,7 @@ def other_run(model_root: Path, plans_name: str | None, configuration: str | Non
     """A configuration of another results folder, for ``--compare`` (its selection's, or the only one)."""
     import json
 
-    from autoseg.report.collect import _configuration
+    from autoseg.report.collect import configuration_run
 
     selection_file = model_root / "selection.json"
     selection = json.loads(selection_file.read_text()) if selection_file.is_file() else {}
@@ -326,7 +326,7 @@ def other_run(model_root: Path, plans_name: str | None, configuration: str | Non
     found = {
         c.name: c
         for d in plans_dirs
-        for c in (_configuration(p) for p in sorted(d.glob("*")) if p.is_dir() and list(p.glob("fold_*")))
+        for c in (configuration_run(p) for p in sorted(d.glob("*")) if p.is_dir() and list(p.glob("fold_*")))
         if c.cases
     }
     wanted = configuration or (selection.get("configurations") or [None])[0]

@@ -1,15 +1,15 @@
 """Training the 3d cascade's second stage (``3d_cascade_fullres``) on the previous stage's maps.
 
 The network sees the image channels plus one channel per foreground class or region
-(:func:`autoseg.data.cascade.one_hot_previous`): ``in_channels = C + K``. Each training case's
+(:func:`autoseg.cascade.encoding.one_hot_previous`): ``in_channels = C + K``. Each training case's
 previous-stage map is the out-of-fold ``3d_lowres`` prediction its final validation wrote
-(:mod:`autoseg.training.next_stage`), brought into this stage's preprocessed grid.
+(:mod:`autoseg.cascade.next_stage`), brought into this stage's preprocessed grid.
 
 So that the spatial augmentation treats the map exactly as a label (nearest voxel, never an
 intensity transform), :class:`CascadeCases` hands the sampler one *joint* label map,
 ``target + base * previous`` (``base`` = the largest label value + 1; -1 outside the image as
 before); :class:`CascadeDecoder` splits it after the augmentation in the data worker, one-hots the
-previous map, corrupts it (training batches only, :func:`autoseg.data.cascade.corrupt_previous`,
+previous map, corrupts it (training batches only, :func:`autoseg.cascade.encoding.corrupt_previous`,
 from the batch's own generator: a batch stays a function of ``(seed, k)``) and appends it to the
 image. The map outside the non-zero region of the image reads as background. Augmentation of a
 cascade therefore runs in the data workers only.
@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from autoseg.data.cascade import corrupt_previous, one_hot_previous
+from autoseg.cascade.encoding import corrupt_previous, one_hot_previous
+from autoseg.cascade.next_stage import previous_stage_prediction, to_preprocessed_grid
 from autoseg.data.cases import Case, PreprocessedCases
 from autoseg.io.images import read_image
 from autoseg.preprocessing.storage import read_properties
-from autoseg.training.next_stage import previous_stage_prediction, to_preprocessed_grid
 from autoseg.training.spec import FoldSpec
 
 

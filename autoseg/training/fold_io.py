@@ -162,7 +162,7 @@ def resume_note(checkpoint: dict[str, Any], distributed: DistributedContext) -> 
     )
 
 
-def _resume_checkpoint(spec: FoldSpec, device: torch.device, distributed: DistributedContext) -> dict:
+def resume_checkpoint(spec: FoldSpec, device: torch.device, distributed: DistributedContext) -> dict:
     """checkpoint_latest.pt on the CPU, read by rank 0 and sent to the other ranks (which need no
     access to it). :func:`restore_parts` moves it to ``device``; loading it straight onto a GPU
     would put the RNG states there, where ``torch.set_rng_state`` refuses them."""
@@ -172,7 +172,7 @@ def _resume_checkpoint(spec: FoldSpec, device: torch.device, distributed: Distri
     return from_main(load_checkpoint(path) if distributed.is_main else {}, distributed)
 
 
-def _finish(
+def finish_fold(
     parts: TrainingParts,
     state: TrainState,
     spec: FoldSpec,

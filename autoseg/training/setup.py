@@ -35,10 +35,10 @@ from autoseg.training.device_batches import augment_on_device
 from autoseg.training.distributed import DistributedContext, barrier, batch_share, describe_split, wrap_ddp
 from autoseg.training.fold_io import (
     Checkpointer,
-    _finish,
-    _resume_checkpoint,
+    finish_fold,
     record_augment_on,
     restore_parts,
+    resume_checkpoint,
     resume_note,
     write_run_info,
 )
@@ -349,7 +349,7 @@ def _train_fold(
     _set_determinism(cfg)
     state, checkpoint = TrainState(), None
     if resume:
-        checkpoint = _resume_checkpoint(spec, device, distributed)
+        checkpoint = resume_checkpoint(spec, device, distributed)
         state = TrainState.from_dict(checkpoint["state"])
     parts = build_parts(spec, cfg, device, state.epoch, distributed)
     if checkpoint is not None:
@@ -381,5 +381,5 @@ def _train_fold(
             run_log.close()
     barrier(distributed)  # every rank is done with its collectives; rank 0 goes on alone
     if main:
-        _finish(parts, state, spec, cfg, say)
+        finish_fold(parts, state, spec, cfg, say)
     return state

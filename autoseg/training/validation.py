@@ -6,7 +6,7 @@ Written to ``fold_<k>/validation/``: ``<case><ending>`` masks in the raw file fo
 ensembles configurations from them), ``evaluation.json`` (every metric of
 :mod:`autoseg.evaluation.evaluate`) and ``summary.json`` (mean Dice per class, for logs and
 launchers). A ``3d_lowres`` fold also writes its masks to ``predicted_next_stage/`` for the 3d
-cascade (:mod:`autoseg.training.next_stage`). Without the raw dataset (``FoldSpec.raw_root``
+cascade (:mod:`autoseg.cascade.next_stage`). Without the raw dataset (``FoldSpec.raw_root``
 unset), the Dice is computed against the preprocessed labels instead, and ``summary.json`` says
 ``"resolution": "preprocessed"``.
 """
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from autoseg.cascade.next_stage import NEXT_STAGE_FOLDER, write_next_stage, write_next_stage_index
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
 from autoseg.inference.writer import export_prediction
@@ -29,7 +30,6 @@ from autoseg.io.images import Geometry
 from autoseg.preprocessing.storage import load_case
 from autoseg.training.cascade import cascade_inputs, previous_maps, with_previous
 from autoseg.training.config import TrainerConfig
-from autoseg.training.next_stage import NEXT_STAGE_FOLDER, write_next_stage, write_next_stage_index
 from autoseg.training.spec import FoldSpec
 from autoseg.utils.files import write_artifact
 
@@ -47,7 +47,7 @@ def _predictor(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, dev
 def _draw(raw_root: Path, name: str, ending: str, seg: np.ndarray, names: dict[int, str], out: Path) -> None:
     """``validation/<case>.png``: the prediction over channel 0 of the raw image."""
     from autoseg.io.images import read_image
-    from autoseg.visualize import overlay_png
+    from autoseg.visualize.overlay import overlay_png
 
     image, geometry = read_image(raw_root / "imagesTr" / f"{name}_0000{ending}")
     image = image[None] if image.ndim == 2 else image
@@ -72,7 +72,7 @@ def validate_fold(network: torch.nn.Module, spec: FoldSpec, cfg: TrainerConfig, 
     ending = _raw_references(spec.raw_root)[1] if spec.raw_root is not None else ".nii.gz"
     network.eval()
     predictor = _predictor(network, spec, cfg, device)
-    next_stage = spec.conf.next_stage  # 3d_lowres: its maps feed the cascade (autoseg.training.next_stage)
+    next_stage = spec.conf.next_stage  # 3d_lowres: its maps feed the cascade (autoseg.cascade.next_stage)
     next_folder = spec.output / NEXT_STAGE_FOLDER
     cascade = cascade_inputs(spec)  # a cascade stage: each case's out-of-fold previous-stage map
     maps = previous_maps(cascade, spec.data_folder, spec.val_cases) if cascade is not None else {}

@@ -7,20 +7,18 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "autoseg"
-#: Layers from the top: a package may import only packages of its own layer's right or below it.
+#: Layers from the top. A package may import the packages of the layers below its own, and, inside its
+#: own layer, only the packages to its right (the declared direction).
 LAYERS = (
     ("__main__", "cli"),
-    ("commands",),
-    ("config",),  # hydra, at the edge: only the commands compose the config
+    ("commands",),  # hydra lives here (commands/config.py): only the commands compose the config
     ("training",),
+    ("export",),  # shipping a model: archives, ONNX, the container, the model card
     ("inference",),
     ("evaluation", "report"),
-    ("stages",),
-    (
-        *("planning", "fingerprint", "data", "nets", "preprocessing"),
-        *("synthetic", "synthetic_labels", "visualize"),
-    ),
-    ("visualize_panels",),
+    ("postprocessing",),  # what runs after the network at predict time
+    ("planning", "data", "nets", "cascade", "preprocessing", "synthetic"),
+    ("visualize",),
     ("io",),
     ("contracts",),
     ("utils", "__init__"),
@@ -102,20 +100,53 @@ def test_no_cycle_between_packages() -> None:
     assert _cycles(packages) == []
 
 
-def test_dependencies_point_down_the_layers() -> None:
-    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
-    upward = []
-    for module, targets in import_graph().items():
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``module -> target`` for every import against the layers (upwards, or leftwards inside a layer)."""
+    rank = {name: (i, j) for i, names in enumerate(LAYERS) for j, name in enumerate(names)}
+    wrong = []
+    for module, targets in graph.items():
         source = _package(module)
         for target in targets:
             dest = _package(target)
-            if (
-                source != dest
-                and layer[dest] <= layer[source]
-                and not (layer[dest] == layer[source] and dest in LAYERS[layer[source]])
-            ):
-                upward.append(f"{module} -> {target}")
-    assert upward == [], "imports against the layering (commands -> training/inference/evaluation -> ...)"
+            if source != dest and rank[dest] <= rank[source]:
+                wrong.append(f"{module} -> {target}")
+    return sorted(wrong)
+
+
+def test_dependencies_point_down_the_layers() -> None:
+    wrong = layering_violations(import_graph())
+    assert wrong == [], "imports against the layering (commands -> training -> ... -> utils)"
+
+
+def test_layer_check_catches_a_wrong_direction_inside_a_layer() -> None:
+    """A test of the test: ``preprocessing`` may not import ``planning`` (its left neighbour)."""
+    graph = import_graph()
+    assert layering_violations(graph) == []
+    planted = {
+        **graph,
+        "autoseg.preprocessing.crop": {*graph["autoseg.preprocessing.crop"], "autoseg.planning.plans"},
+    }
+    assert layering_violations(planted) == ["autoseg.preprocessing.crop -> autoseg.planning.plans"]
+    upward = {**graph, "autoseg.utils.files": {"autoseg.io.images"}}
+    assert layering_violations(upward) == ["autoseg.utils.files -> autoseg.io.images"]
+
+
+def private_imports() -> list[str]:
+    """``module: name`` for every private name (``_x``) imported from another autoseg module."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("autoseg"):
+                found += [
+                    f"{_module_name(path)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    return sorted(found)
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    assert private_imports() == []
 
 
 def test_every_package_is_layered() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoseg.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from autoseg.evaluation.calibration import expected_calibration_error, fit_temperature
+from autoseg.postprocessing.temperature import apply_temperature
 
 
 def _overconfident(n: int = 20_000, k: int = 3, sharpen: float = 4.0, seed: int = 0) -> tuple:

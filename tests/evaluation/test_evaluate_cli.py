@@ -10,8 +10,8 @@ import pytest
 
 import autoseg.commands
 from autoseg.cli import main
-from autoseg.evaluation.postprocess import PostprocessingSpec, apply_postprocessing
 from autoseg.io.images import read_image
+from autoseg.postprocessing.components import PostprocessingSpec, apply_postprocessing
 from autoseg.utils.files import read_artifact
 from tests.evaluation.helpers import SPACING, box, write_masks
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from autoseg.evaluation.postprocess import (
+from autoseg.evaluation.postprocess_search import determine_postprocessing
+from autoseg.io.images import read_image
+from autoseg.postprocessing.components import (
     PostprocessingSpec,
     apply_postprocessing,
     largest_component,
     load_spec,
 )
-from autoseg.evaluation.postprocess_search import determine_postprocessing
-from autoseg.io.images import read_image
 from autoseg.utils.files import read_artifact
 from tests.evaluation.helpers import SPACING, box, write_masks
 

@@ -171,7 +171,7 @@ class Scenario:
 
     @classmethod
     def create(cls, root: Path, seed: int = 5) -> Scenario:
-        from autoseg.synthetic import SyntheticSpec, generate_dataset
+        from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
         easy: dict[str, Any] = {"classes": 1, "shape": (16, 24, 24), "noise": 0.05, "distractors": False}
         raw = generate_dataset(

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autoseg.cli import main
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 EASY = {"classes": 1, "shape": (24, 32, 32), "noise": 0.05, "distractors": False}
 TRAIN = [

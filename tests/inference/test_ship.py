@@ -15,8 +15,8 @@ import numpy as np
 
 from autoseg.cli import main
 from autoseg.evaluation.metrics import dice_per_label
+from autoseg.export.model_card import TO_FILL, read_model_card
 from autoseg.inference.model import open_model
-from autoseg.inference.model_card import TO_FILL, read_model_card
 from autoseg.io.images import Geometry, read_geometry, read_image, write_image
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from autoseg.config import compose
+from autoseg.commands.config import compose
 from autoseg.nets import ResidualEncoderUNet, build_network, feature_map_elements
 from autoseg.planning.memory import NetworkShape, estimate_feature_map_elements
 from autoseg.planning.plans import build_plans

@@ -7,7 +7,7 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from autoseg.config import compose
+from autoseg.commands.config import compose
 from autoseg.planning.plans import build_plans, parse_plan_overrides
 from autoseg.planning.presets import PlannerConfig, available_presets
 from autoseg.planning.spacing import target_spacing, transpose_axes

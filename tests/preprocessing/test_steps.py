@@ -15,7 +15,7 @@ from autoseg.contracts import Plans, PlansError
 from autoseg.io.images import read_image
 from autoseg.preprocessing.normalize import get_normalizer
 from autoseg.preprocessing.steps import PreprocessingChoice, denoise, histogram_standardize
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 EASY = {"classes": 1, "shape": (24, 32, 32), "noise": 0.3, "distractors": False}
 TRAIN = [

@@ -8,8 +8,8 @@ import pytest
 
 from autoseg.io.dataset import load_raw_dataset
 from autoseg.planning.presets import PlannerConfig
-from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from autoseg.cli import main
-from autoseg.commands.train import FoldJob, Slot, _mean_dice, all_folds_slots, parse_gpus, summary_table
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.commands.launch import fold_mean_dice
+from autoseg.commands.train import FoldJob, Slot, all_folds_slots, parse_gpus, summary_table
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
 SCHEDULE = [
     "--trainer",
@@ -119,8 +120,8 @@ def test_summary_reads_the_validation_mean(tmp_path):
     done = tmp_path / "fold_0"
     (done / "validation").mkdir(parents=True)
     (done / "validation" / "summary.json").write_text(json.dumps({"mean": {"a": 0.8, "b": 0.6, "c": None}}))
-    assert _mean_dice(done) == pytest.approx(0.7)
-    assert _mean_dice(tmp_path / "fold_1") is None
+    assert fold_mean_dice(done) == pytest.approx(0.7)
+    assert fold_mean_dice(tmp_path / "fold_1") is None
     jobs = [
         FoldJob("3d_fullres", 0, done, [], "gpu 0", 0, 61.0, 0.7),
         FoldJob("2d", 1, tmp_path / "fold_1", [], "gpu 1", 1, 3.0, None),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoseg.data.cascade import _morphology, ball, corrupt_previous, one_hot_previous
+from autoseg.cascade.encoding import _morphology, ball, corrupt_previous, one_hot_previous
 
 
 def _two_blobs() -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from autoseg.cascade.next_stage import to_preprocessed_grid
 from autoseg.cli import main
 from autoseg.data import AugmentConfig, Augmenter
 from autoseg.data.loader import BatchDataset
@@ -18,7 +19,6 @@ from autoseg.data.sampling import PatchSampler
 from autoseg.io.images import read_image
 from autoseg.preprocessing.storage import read_properties
 from autoseg.training.cascade import CascadeCases, CascadeDecoder, CascadeInputs
-from autoseg.training.next_stage import to_preprocessed_grid
 
 # a lowres stage at 2 mm (the threshold alone would plan a degenerate 1-voxel one on 28x41x42 images)
 FORCE_LOWRES = [
@@ -39,7 +39,7 @@ QUICK = [
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     root = tmp_path_factory.mktemp("cascade")
     raw = generate_dataset(root / "Dataset973_Cascade", SyntheticSpec(num_cases=4, classes=1))

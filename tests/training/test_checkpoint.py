@@ -34,14 +34,14 @@ def _replay() -> tuple[torch.Tensor, np.ndarray, float]:
 def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_device(tmp_path):
     """A run on another device (here ``meta``, the only non-CPU device type of a CPU-only machine)
     must get CPU RNG states: ``torch.set_rng_state`` refuses anything else (today's bug on CUDA)."""
-    from autoseg.training.fold_io import _resume_checkpoint
+    from autoseg.training.fold_io import resume_checkpoint
     from autoseg.training.setup import SINGLE_PROCESS, FoldSpec
 
     states = rng_states()
     expected = _replay()
     save_checkpoint(tmp_path / "checkpoint_latest.pt", {"rng": states, "network": {"w": torch.ones(2)}})
     spec = FoldSpec(tmp_path, {}, "3d_fullres", 0, (), (), tmp_path)
-    checkpoint = _resume_checkpoint(spec, torch.device("meta"), SINGLE_PROCESS)
+    checkpoint = resume_checkpoint(spec, torch.device("meta"), SINGLE_PROCESS)
     assert checkpoint["rng"]["torch"].device.type == "cpu"
     restore_rng_states(checkpoint["rng"])
     again = _replay()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from autoseg.config import compose
+from autoseg.commands.config import compose
 from autoseg.training.config import TrainerConfig
 from autoseg.training.loop import poly_lr
 

@@ -20,7 +20,7 @@ from autoseg.data.augment import Augmenter
 from autoseg.data.cases import PreprocessedCases
 from autoseg.data.loader import BatchDataset
 from autoseg.data.sampling import PatchSampler
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.distributed import DistributedContext, batch_share, describe_split, rank_device
 from autoseg.training.setup import resume_note

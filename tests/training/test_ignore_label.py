@@ -14,9 +14,9 @@ from autoseg.io.dataset import load_raw_dataset
 from autoseg.io.images import read_image
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
-from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic import SyntheticSpec, generate_dataset
-from autoseg.synthetic_labels import add_ignore_label
+from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
+from autoseg.synthetic.labels import add_ignore_label
 from autoseg.training.config import TrainerConfig
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
 

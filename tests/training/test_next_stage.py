@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoseg.cascade.next_stage import previous_stage_prediction, to_preprocessed_grid
 from autoseg.cli import main
 from autoseg.contracts import Plans
 from autoseg.io.images import Geometry, read_image
 from autoseg.io.validation import LoadedCase
 from autoseg.preprocessing.preprocess import preprocess_case
-from autoseg.training.next_stage import previous_stage_prediction, to_preprocessed_grid
 from tests.preprocessing.test_preprocess import DIRECTION, ORIGIN, make_case, make_plans
 
 
@@ -40,7 +40,7 @@ def test_a_missing_previous_prediction_names_the_command(tmp_path: Path) -> None
 
 
 def test_lowres_final_validation_writes_the_next_stage_maps(tmp_path: Path) -> None:
-    from autoseg.synthetic import SyntheticSpec, generate_dataset
+    from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     raw = generate_dataset(tmp_path / "Dataset974_Lowres", SyntheticSpec(num_cases=4, classes=1))
     paths = [f"paths.preprocessed={tmp_path / 'pre'}", f"paths.results={tmp_path / 'res'}", "num_folds=2"]

@@ -12,7 +12,7 @@ import pytest
 from autoseg.cli import main
 from autoseg.io.images import read_image
 from autoseg.io.probabilities import load_probabilities
-from autoseg.synthetic_labels import BRATS_LABELS, generate_regions_dataset
+from autoseg.synthetic.labels import BRATS_LABELS, generate_regions_dataset
 
 TRAIN = [
     "trainer.epochs=5",

@@ -14,8 +14,8 @@ from autoseg.io.dataset import load_raw_dataset
 from autoseg.nets import ResidualEncoderUNet
 from autoseg.planning.presets import PlannerConfig
 from autoseg.planning.splits import make_splits
-from autoseg.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
-from autoseg.synthetic import SyntheticSpec, generate_dataset
+from autoseg.planning.stages import DatasetFolders, run_fingerprint, run_plan, run_preprocess
+from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 from autoseg.training.config import TrainerConfig
 from autoseg.training.setup import FoldSpec, fold_cases, train_fold
 

@@ -6,7 +6,7 @@ columns x), coronal ``image[:, y]`` (rows z, columns x) and sagittal ``image[:, 
 columns y), with z drawn upwards. Every panel's pixel aspect comes from the spacing, so thick
 slices are drawn thick.
 
-The windows, colours and slice choice behind the overlay are in :mod:`autoseg.visualize_panels`;
+The windows, colours and slice choice behind the overlay are in :mod:`autoseg.visualize.panels`;
 their names are importable from here too.
 
 Matplotlib runs with the Agg backend (no display needed); every PNG is written atomically.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from autoseg.utils.files import atomic_path
-from autoseg.visualize_panels import (  # noqa: F401 (all re-exported: importable from here as before)
+from autoseg.visualize.panels import (  # noqa: F401 (all re-exported: importable from here as before)
     CT_WINDOWS,
     HU_MIN_THRESHOLD,
     PALETTE,

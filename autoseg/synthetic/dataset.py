@@ -111,8 +111,19 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
         ((np.arange(n) - (n - 1) / 2) * s).astype(np.float32) for n, s in zip(shape, spacing, strict=True)
     ]
     half = np.array(shape) * spacing / 2  # mm from the volume's centre to its faces
+    base, semi, centre = _body(rng, shape, axes, half)
+    code = _classes(spec, rng, base, axes, semi, centre)
+    label = np.where(code > _FAT + spec.classes, code - (_FAT + spec.classes), 0).astype(np.uint8)
+    images = _intensities(spec, rng, code, axes, half)
+    origin = tuple(float(v) for v in reversed(-(np.array(shape) - 1) / 2 * spacing))
+    geometry = Geometry(shape, tuple(spec.spacing), origin, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return images, label, geometry
 
-    # The body: rings on the normalised squared radius, computed from per-axis terms.
+
+def _body(
+    rng: np.random.Generator, shape: tuple[int, ...], axes: list[np.ndarray], half: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The body's tissue codes (rings on the normalised squared radius), its semi-axes and centre (mm)."""
     semi = half * rng.uniform(0.82, 0.94, 3)
     centre = half * rng.uniform(-0.03, 0.03, 3)
     terms = [((ax - c) / s) ** 2 for ax, c, s in zip(axes, centre, semi, strict=True)]
@@ -121,10 +132,18 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
     for limit in _RINGS:
         ring += r2 > limit
     del r2
-    base = _RING_CODES[ring]
-    del ring
+    return _RING_CODES[ring], semi, centre
 
-    # Classes: blobs in the inner body, sized on the body's (geometric mean) scale in mm.
+
+def _classes(
+    spec: SyntheticSpec,
+    rng: np.random.Generator,
+    base: np.ndarray,
+    axes: list[np.ndarray],
+    semi: np.ndarray,
+    centre: np.ndarray,
+) -> np.ndarray:
+    """Tissue codes with the classes painted as blobs in the inner body (and unlabelled distractors)."""
     K = spec.classes
     inner = _RINGS[0] ** 0.5 * semi
     scale = min(float(np.exp(np.log(semi).mean())), 1.3 * float(semi.min()))
@@ -140,15 +159,18 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
     fill, code = best
     if fill <= 0:
         raise ValueError(f"shape {spec.shape} at spacing {spec.spacing} is too small for {K} classes")
-    for k in range(
-        1, K + 1 if spec.distractors else 1
-    ):  # small unlabelled spheres with class k's intensities
+    # small unlabelled spheres with class k's intensities
+    for k in range(1, K + 1 if spec.distractors else 1):
         radii = scale * rng.uniform(0.08, 0.14) * rng.uniform(0.9, 1.1, 3)
         c = centre + rng.uniform(-0.7, 0.7, 3) * inner
         _paint(code, axes, [(c, radii, np.eye(3))], _FAT + k)
-    label = np.where(code > _FAT + K, code - (_FAT + K), 0).astype(np.uint8)
+    return code
 
-    # Intensities: tissue levels, mild blur, smooth inhomogeneity, noise.
+
+def _intensities(
+    spec: SyntheticSpec, rng: np.random.Generator, code: np.ndarray, axes: list[np.ndarray], half: np.ndarray
+) -> list[np.ndarray]:
+    """Channel images from the tissue codes: levels, mild blur, smooth inhomogeneity, noise."""
     u = [ax / h for ax, h in zip(axes, half, strict=True)]
     amp, freq, phase = rng.uniform(0.04, 0.07, 3), rng.uniform(0.5, 2.0, 3), rng.uniform(0, 2 * np.pi, 3)
     f = [(a * np.sin(w * x + p)).astype(np.float32) for x, a, w, p in zip(u, amp, freq, phase, strict=True)]
@@ -158,7 +180,7 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
     images = []
     for channel in range(spec.channels):
         img = gaussian_filter(_levels(spec, channel, rng)[code], 0.6, truncate=2.0)
-        noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(spec.noise)
+        noise = rng.standard_normal(code.shape, dtype=np.float32) * np.float32(spec.noise)
         if spec.modality == "ct":
             img += (bias + noise) * np.float32(_CT_UNIT)
             images.append(np.clip(np.rint(img), -1024, 3071).astype(np.int16))
@@ -168,9 +190,7 @@ def generate_case(spec: SyntheticSpec, index: int) -> tuple[list[np.ndarray], np
             np.maximum(img, 0, out=img)
             img *= (code != _OUTSIDE) * np.float32(mr_scale)
             images.append(img)
-    origin = tuple(float(v) for v in reversed(-(np.array(shape) - 1) / 2 * spacing))
-    geometry = Geometry(shape, tuple(spec.spacing), origin, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    return images, label, geometry
+    return images
 
 
 def generate_dataset(out_folder: str | Path, spec: SyntheticSpec, num_workers: int | None = 1) -> Path:

@@ -67,7 +67,7 @@ Written by `autoseg export-model --container`; options: python3 entrypoint.py --
 import sys
 from pathlib import Path
 
-from autoseg.inference.container import entrypoint_main
+from autoseg.export.container import entrypoint_main
 
 if __name__ == "__main__":
     raise SystemExit(entrypoint_main(sys.argv[1:], default_model=Path(__file__).with_name("model.zip")))
@@ -118,7 +118,7 @@ def _install(backend: str) -> str:
 
 def _cases(folder: Path, channels: list[str]) -> list[Any]:
     """Raw naming if the folder uses it; else every image file below it (one-channel models)."""
-    from autoseg.inference.inputs import IMAGE_ENDINGS, _file_case, discover_inputs
+    from autoseg.inference.inputs import IMAGE_ENDINGS, discover_inputs, file_case
 
     try:
         return discover_inputs(folder, channels)
@@ -127,7 +127,7 @@ def _cases(folder: Path, channels: list[str]) -> list[Any]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(IMAGE_ENDINGS))
     if not files:
         raise FileNotFoundError(f"{folder} holds no images ({', '.join(IMAGE_ENDINGS)})")
-    return [_file_case(p, len(channels)) for p in files]
+    return [file_case(p, len(channels)) for p in files]
 
 
 def _parser(default_model: Path | None) -> argparse.ArgumentParser:
@@ -146,8 +146,8 @@ def _parser(default_model: Path | None) -> argparse.ArgumentParser:
 
 def entrypoint_main(argv: Sequence[str], default_model: Path | None = None) -> int:
     """The container's entrypoint (see the module docstring); 0 when every case was segmented."""
+    from autoseg.export.model_card import card_summary, read_model_card
     from autoseg.inference.model import open_model
-    from autoseg.inference.model_card import card_summary, read_model_card
     from autoseg.inference.predictor import ConfigurationPredictor, PredictOptions
     from autoseg.inference.run import predict_cases
     from autoseg.utils.device import pick_device
@@ -172,7 +172,7 @@ def entrypoint_main(argv: Sequence[str], default_model: Path | None = None) -> i
         cases = _cases(args.input, list(predictors[0].plans.channel_names.values()))
         spec = None
         if selection.get("postprocessing"):
-            from autoseg.evaluation.postprocess import PostprocessingSpec
+            from autoseg.postprocessing.components import PostprocessingSpec
 
             spec = PostprocessingSpec.from_dict(selection["postprocessing"])
         loaded = time.perf_counter() - start

@@ -15,8 +15,8 @@ from typing import Any
 
 from autoseg import __version__
 from autoseg.contracts.plans import PLANS_SCHEMA_VERSION, Plans
-from autoseg.fingerprint import compute_fingerprint, read_fingerprint, write_fingerprint
 from autoseg.io.dataset import RawDataset, load_raw_dataset
+from autoseg.planning.fingerprint import compute_fingerprint, read_fingerprint, write_fingerprint
 from autoseg.planning.planner import Explanation
 from autoseg.planning.plans import build_plans, histogram_channels
 from autoseg.planning.presets import PlannerConfig

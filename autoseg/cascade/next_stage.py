@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autoseg.cascade.previous_stage import to_preprocessed_grid
 from autoseg.io.images import Geometry, write_image
-from autoseg.preprocessing.previous_stage import to_preprocessed_grid
 from autoseg.utils.files import write_json
 
 NEXT_STAGE_FOLDER = "predicted_next_stage"

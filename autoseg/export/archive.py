@@ -10,7 +10,7 @@ The archive unpacks to a model root (see :mod:`autoseg.inference.model`)::
     <plans>/<config>/cv_summary.json    when present
     <plans>/<config>/fold_<k>/checkpoint_<final|best|latest>.pt
     <plans>/<config>/fold_<k>/checkpoint_<...>.onnx|.ts (+ .json)   with --onnx / --torchscript
-    model_card.json, MODEL_CARD.md      the model card (:mod:`autoseg.inference.model_card`)
+    model_card.json, MODEL_CARD.md      the model card (:mod:`autoseg.export.model_card`)
 
 No absolute path is stored; ``autoseg predict -m model.zip`` works on any machine.
 """
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from autoseg.export.model_card import build_model_card, render_markdown
 from autoseg.inference.backends import EXPORTS
 from autoseg.inference.model import ModelFolder, fold_names
-from autoseg.inference.model_card import build_model_card, render_markdown
 from autoseg.utils.files import atomic_path
 
 __all__ = ["export_model"]
@@ -88,7 +88,7 @@ def export_model(
         dataset_json: the raw dataset's dataset.json (default: the model root's, if any).
         versions: library versions to record.
         exports: exported networks to include (``onnx``, ``torchscript``; made beforehand by
-            :func:`autoseg.inference.export_networks.export_fold_networks`, whose records go in
+            :func:`autoseg.export.networks.export_fold_networks`, whose records go in
             ``export_records`` and the model card).
     """
     if configurations is None:

@@ -3,7 +3,7 @@
 Grey-value windows (:func:`window_bounds`: CT presets, percentiles for MR, or given bounds), the
 label colours (:func:`label_color`), the slices to show (:func:`central_indices`,
 :func:`spread_axial_indices`, :func:`overlay_panels`) and one slice blended as RGB
-(:func:`blend_panel`). :mod:`autoseg.visualize` draws them and re-exports these names.
+(:func:`blend_panel`). :mod:`autoseg.visualize.overlay` draws them and re-exports these names.
 
 Arrays follow autoseg's convention: (z, y, x) with the spacing in the same order. The three
 planes are taken as stored, without reorienting to the patient: axial is ``image[z]`` (rows y,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from autoseg.contracts.labels import LabelManager
-from autoseg.evaluation.postprocess import apply_postprocessing
+from autoseg.postprocessing.components import apply_postprocessing
 
 __all__ = ["average_probabilities", "segmentation_from"]
 
@@ -36,7 +36,7 @@ def segmentation_from(
 
     Args:
         probabilities: (K, *spatial).
-        postprocessing: an :class:`autoseg.evaluation.postprocess.PostprocessingSpec` or None.
+        postprocessing: an :class:`autoseg.postprocessing.components.PostprocessingSpec` or None.
         labels: the dataset's labels: region probabilities become a label map by
             ``regions_class_order`` (:meth:`LabelManager.segmentation`); None: the argmax, channel k
             being label k.

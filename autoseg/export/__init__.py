@@ -1,0 +1,1 @@
+"""Shipping a trained model: archives, network exports (ONNX), the challenge container, the model card."""

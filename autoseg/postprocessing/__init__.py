@@ -1,0 +1,1 @@
+"""What runs after the network at predict time: ensembling, temperature, connected components."""

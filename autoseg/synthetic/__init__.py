@@ -1,0 +1,1 @@
+"""Synthetic segmentation datasets (nnU-Net v2 raw layout) for the demo, tests and benchmarks."""

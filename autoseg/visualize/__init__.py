@@ -1,0 +1,1 @@
+"""Overlay PNGs of images and masks for quality control."""
