@@ -68,15 +68,22 @@ class StageTimer:
         self._lock = threading.Lock()
 
     def wrap(self, stage: str, fn: Callable[..., Any], parent: str | None = None) -> Callable[..., Any]:
-        """``fn`` timed as ``stage``; its time is taken off ``parent``'s when it runs inside it."""
+        """``fn`` timed as ``stage``, and its time taken off ``parent``'s, when it runs inside ``parent``
+        (in the same thread) or has no parent; elsewhere it runs untimed (e.g. the resampling of
+        ``preprocess_case`` is "resampling in", the same function in ``revert_preprocessing`` is not)."""
 
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            stack = self._local.__dict__.setdefault("stack", [])
+            if parent is not None and parent not in stack:
+                return fn(*args, **kwargs)
+            stack.append(stage)
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 dt = time.perf_counter() - t0
+                stack.pop()
                 with self._lock:
                     self.seconds[stage] += dt
                     self.calls[stage] += 1
