@@ -38,12 +38,14 @@ to disable).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import resource
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,11 +102,29 @@ def _ppid_map() -> dict[int, list[int]]:
     return tree
 
 
+def _mem_available_kb() -> int | None:
+    """/proc/meminfo's MemAvailable in KiB (None where unreadable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class TreeMemorySampler:
     """Samples the summed PSS/RSS of a process and all its descendants in a thread."""
 
-    def __init__(self, root_pid: int, interval: float = 0.05, pss_refresh: int = 10):
+    def __init__(
+        self, root_pid: int, interval: float = 0.05, pss_refresh: int = 10, kill_above_kb: int | None = None
+    ):
         self.root_pid = root_pid
+        # a watchdog: the tree is killed (SIGKILL, by pid) when its summed RSS passes this, or when the
+        # machine's MemAvailable falls under 2 GiB, so that a benchmark never swaps a shared machine
+        self.kill_above_kb = kill_above_kb
+        self.killed: str | None = None
         self.interval = interval
         self.peak_pss_kb = 0
         self.peak_rss_kb = 0
@@ -167,6 +187,8 @@ class TreeMemorySampler:
         rss_by_pid = {pid: self._rss_kb(pid) for pid in pids}
         rss = sum(rss_by_pid.values())
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        if self.kill_above_kb is not None and self.killed is None:
+            self._watchdog(rss, pids)
         self.peak_nproc = max(self.peak_nproc, len(pids))
         self.n_samples += 1
         # PSS <= RSS for every process, so a sample whose RSS sum is below the PSS peak so far
@@ -187,6 +209,21 @@ class TreeMemorySampler:
             pss += c[1]
         self._pss_cache = cache
         self.peak_pss_kb = max(self.peak_pss_kb, pss)
+
+    def _watchdog(self, rss_kb: int, pids: list[int]) -> None:
+        assert self.kill_above_kb is not None
+        available = _mem_available_kb()
+        if rss_kb > self.kill_above_kb:
+            self.killed = f"summed RSS {rss_kb // 1024} MiB passed the limit {self.kill_above_kb // 1024} MiB"
+        elif available is not None and available < 2 * 2**20:
+            self.killed = (
+                f"the machine's MemAvailable fell to {available // 1024} MiB (tree RSS {rss_kb // 1024} MiB)"
+            )
+        else:
+            return
+        for pid in reversed(pids):  # children first
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def _run(self) -> None:
         c0 = time.thread_time()
@@ -221,10 +258,17 @@ class RunResult:
     workdir: str
     log: str
     cmd: list[str] = field(default_factory=list)
+    killed: str | None = None  # the watchdog's reason (--kill-at-gib), with the peak before it
 
 
 def timed_run(
-    tool: str, repeat: int, cmd: list[str], env: dict[str, str], workdir: Path, interval: float
+    tool: str,
+    repeat: int,
+    cmd: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    interval: float,
+    kill_above_gib: float | None = None,
 ) -> RunResult:
     log_path = workdir / f"{tool}.log"
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -233,7 +277,8 @@ def timed_run(
         proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
         )
-        with TreeMemorySampler(proc.pid, interval) as sampler:
+        limit = None if kill_above_gib is None else int(kill_above_gib * 2**20)
+        with TreeMemorySampler(proc.pid, interval, kill_above_kb=limit) as sampler:
             rc = proc.wait()
         wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -253,6 +298,7 @@ def timed_run(
         workdir=str(workdir),
         log=str(log_path),
         cmd=cmd,
+        killed=sampler.killed,
     )
 
 
@@ -293,7 +339,7 @@ def run_nnunet(args, dataset: Path, rep: int, workdir: Path) -> RunResult:
         "--no_pbar",
         *shlex.split(args.nnunet_extra),
     ]
-    return timed_run("nnunet", rep, cmd, env, workdir, args.interval)
+    return timed_run("nnunet", rep, cmd, env, workdir, args.interval, args.kill_at_gib)
 
 
 def autoseg_base_cmd(args) -> list[str]:
@@ -319,7 +365,7 @@ def run_autoseg(args, dataset: Path, rep: int, workdir: Path) -> RunResult:
         str(args.workers),
         *shlex.split(args.autoseg_extra),
     ]
-    return timed_run("autoseg", rep, cmd, env, workdir, args.interval)
+    return timed_run("autoseg", rep, cmd, env, workdir, args.interval, args.kill_at_gib)
 
 
 # --------------------------------------------------------------------------------------
@@ -442,6 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.05, help="memory sampling interval (s)")
     ap.add_argument("--no-warm-cache", action="store_true")
     ap.add_argument(
+        "--kill-at-gib",
+        type=float,
+        default=None,
+        help="watchdog: kill a tool whose process tree passes this many GiB (or when the machine's "
+        "MemAvailable falls under 2 GiB) and report its peak",
+    )
+    ap.add_argument(
         "--keep",
         choices=("last", "all", "none"),
         default="last",
@@ -482,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"sampler cpu {r.sampler_cpu_s:.1f}s) log {r.log}",
                 flush=True,
             )
+            if r.killed:
+                print(f"  !! {tool} killed by the watchdog: {r.killed}")
             if r.returncode != 0:
                 print(f"  !! {tool} failed; last lines of its log:")
                 print("\n".join(Path(r.log).read_text(errors="replace").splitlines()[-20:]))

@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Peak memory of ``autoseg predict`` on one large synthetic CT, beside ``nnUNetv2_predict`` when installed.
 
-The case: a synthetic CT of ``--shape`` voxels (default 600 x 512 x 512, int16, 1.0 x 0.8 x 0.8 mm;
-air, a body ellipsoid with noise, a brighter sphere), written as ``.nii.gz``. The model: a
-coarse one (a synthetic CT dataset at ``--train-spacing`` mm, planned with ``3d_fullres`` and
-trained for ``--train-iterations`` steps), so the network's sliding window is cheap and what is
-measured is what a large case costs: reading it, resampling it to the plan's spacing and back,
-the class probabilities at full resolution, the mask, writing it.
+The case: a synthetic whole-body-like CT of ``--shape`` voxels (default 400 x 512 x 512, int16,
+1.5 x 0.8 x 0.8 mm; air, a body ellipsoid with noise, a brighter sphere), written as ``.nii.gz``.
+The model: a coarse one with ``--classes`` labels (default 100; a synthetic CT dataset from
+``autoseg.synthetic`` at ``--train-spacing`` mm, planned with ``3d_fullres`` and trained for
+``--train-iterations`` steps), so the network's sliding window is cheap and what is measured is
+what a large many-class case costs: reading it, resampling it to the plan's spacing, the class
+probabilities back at full resolution (101 x the volume: 42 GB as float32 for the default case),
+the mask, writing it. No TTA, fold 0.
 
 With ``benchmarks/.nnunet-venv`` (``setup_nnunet.sh``), nnU-Net plans and preprocesses the same
 training dataset and gets an untrained fold 0 of the same plan (``bench_predict.make_models``),
@@ -14,11 +16,14 @@ and ``nnUNetv2_predict`` segments the same case. Without it, only autoseg runs, 
 says so.
 
 Peak memory is sampled over the whole process tree (``bench_plan.TreeMemorySampler``: summed RSS
-and PSS) and the largest ``ru_maxrss`` of the tool's processes is reported too.
+and PSS) and the largest ``ru_maxrss`` of the tool's processes is reported too. A watchdog kills a
+tool whose tree passes ``--kill-at-gib`` (default 14) or when the machine's available memory falls
+under 2 GiB, and reports the peak it had reached (``killed``), so that a run never swaps a shared
+machine. ``--only autoseg`` skips nnU-Net (the CI smoke run: tests/benchmarks).
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/bench_predict_memory.py --shape 600 512 512 --threads 2
+    PYTHONPATH=. python benchmarks/bench_predict_memory.py --threads 2 --json-out benchmarks/work/pm.json
 """
 
 from __future__ import annotations
@@ -69,18 +74,25 @@ def write_ct(path: Path, shape: tuple[int, int, int], spacing: tuple[float, floa
     return path
 
 
-def measured(cmd: list[str], env: dict[str, str], log: Path, interval: float) -> dict[str, Any]:
-    """Run ``cmd``; wall and CPU time, peak summed RSS/PSS of its process tree, its ru_maxrss."""
+def measured(
+    cmd: list[str], env: dict[str, str], log: Path, interval: float, kill_above_gib: float | None = None
+) -> dict[str, Any]:
+    """Run ``cmd``; wall and CPU time, peak summed RSS/PSS of its process tree, its ru_maxrss.
+
+    With ``kill_above_gib`` a watchdog kills the tree when its summed RSS passes that many GiB (or the
+    machine runs short of memory), and the result says so (``killed``) with the peak reached before.
+    """
+    limit = None if kill_above_gib is None else int(kill_above_gib * 2**20)
     with open(log, "wb") as out:
         start = time.perf_counter()
         process = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-        with TreeMemorySampler(process.pid, interval) as sampler:
+        with TreeMemorySampler(process.pid, interval, kill_above_kb=limit) as sampler:
             _, status, usage = os.wait4(process.pid, 0)  # this process's (and its children's) rusage
             process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
-    return {
+    result = {
         "returncode": process.returncode,
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
@@ -89,10 +101,15 @@ def measured(cmd: list[str], env: dict[str, str], log: Path, interval: float) ->
         "ru_maxrss_mib": round(usage.ru_maxrss / 1024),  # the largest single process of the tree
         "log": str(log),
     }
+    if sampler.killed:
+        result["killed"] = f"killed by the benchmark's watchdog: {sampler.killed}"
+    elif process.returncode in (-9, 137):
+        result["killed"] = "killed (SIGKILL: the kernel's out-of-memory killer?)"
+    return result
 
 
 def autoseg_model(dataset: Path, models: Path, iterations: int) -> Path:
-    """Plan and briefly train fold 0 of 3d_fullres with autoseg (nnU-Net absent)."""
+    """Plan and briefly train fold 0 of 3d_fullres with autoseg (nnU-Net absent, or ``--only autoseg``)."""
     env = dict(
         os.environ,
         AUTOSEG_PREPROCESSED=str(models / "autoseg_preprocessed"),
@@ -116,59 +133,118 @@ def check_output(mask: Path, image: Path) -> str:
     return "same size and spacing as the input" if same else f"MISMATCH {a.GetSize()} vs {b.GetSize()}"
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shape", type=int, nargs=3, default=[600, 512, 512], metavar=("Z", "Y", "X"))
-    ap.add_argument("--spacing", type=float, nargs=3, default=[1.0, 0.8, 0.8])
+    ap.add_argument("--shape", type=int, nargs=3, default=[400, 512, 512], metavar=("Z", "Y", "X"))
+    ap.add_argument("--spacing", type=float, nargs=3, default=[1.5, 0.8, 0.8])
+    ap.add_argument("--classes", type=int, default=100, help="foreground labels of the model (1..100)")
+    ap.add_argument("--train-shape", type=int, nargs=3, default=[40, 64, 64], metavar=("Z", "Y", "X"))
     ap.add_argument("--train-spacing", type=float, nargs=3, default=[5.0, 4.0, 4.0])
     ap.add_argument("--train-iterations", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS for both tools")
     ap.add_argument("--mem-interval", type=float, default=0.2)
+    ap.add_argument(
+        "--kill-at-gib", type=float, default=14.0, help="watchdog: kill a tool whose tree passes this (GiB)"
+    )
+    ap.add_argument("--only", choices=("both", "autoseg"), default="both")
     ap.add_argument("--nnunet-venv", default=str(HERE / ".nnunet-venv"))
     ap.add_argument("--out", type=Path, default=HERE / "work" / "predict_memory")
     ap.add_argument("--json-out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
+
+def models_namespace(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments ``bench_predict.make_models`` (and ``bench_train.prepare``) read: both tools plan
+    the training set with one worker, autoseg trains fold 0 (no ready model), nnU-Net gets its fold 0."""
+    return argparse.Namespace(
+        plan_workers=1,
+        nnunet_venv=args.nnunet_venv,
+        train_iterations=args.train_iterations,
+        autoseg_model=None,
+        with_nnunet=True,
+    )
+
+
+def nnunet_side(
+    args: argparse.Namespace, dataset: Path, case: Path, out: Path, env: dict
+) -> tuple[Path, dict]:
+    """Both tools plan the training set; autoseg trains fold 0, nnU-Net gets an untrained fold 0 of its
+    plan (``bench_predict.make_models``); then ``nnUNetv2_predict`` segments the case, measured."""
+    import bench_predict
+
+    models = bench_predict.make_models(models_namespace(args), dataset, out / "models")
+    nn_env = {**bench_predict.nnunet_env(models["paths"], Path(models["nnunet_results"])), **env}
+    did = int(dataset.name[7:10])
+    cmd = [str(Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict"), "-i", str(case.parent)]
+    cmd += ["-o", str(out / "nnunet_out"), "-d", str(did), "-c", CONFIGURATION, "-f", "0"]
+    cmd += ["-chk", "checkpoint_final.pth", "-device", "cpu", "--disable_tta", "--disable_progress_bar"]
+    result = measured(cmd, nn_env, out / "nnunet.log", args.mem_interval, args.kill_at_gib)
+    mask = out / "nnunet_out" / "ct.nii.gz"
+    result["output"] = check_output(mask, case) if mask.is_file() else "no mask written"
+    return Path(models["autoseg_model"]), result
+
+
+def autoseg_side(args: argparse.Namespace, model: Path, case: Path, out: Path, env: dict) -> dict[str, Any]:
+    """``autoseg predict`` of the case, measured; its memory record and export seconds from predict.json."""
+    cmd = [sys.executable, "-m", "autoseg", "predict", "-i", str(case.parent), "-o", str(out / "autoseg_out")]
+    cmd += ["-m", str(model), "-c", CONFIGURATION, "-f", "0", "--device", "cpu", "--no-tta"]
+    result = measured(cmd, env, out / "autoseg.log", args.mem_interval, args.kill_at_gib)
+    mask = out / "autoseg_out" / "ct.nii.gz"
+    result["output"] = check_output(mask, case) if mask.is_file() else "no mask written"
+    record = out / "autoseg_out" / "predict.json"
+    if record.is_file():
+        summary = json.loads(record.read_text())
+        result["predict_json_memory"] = summary.get("memory")
+        result["export_s"] = [c.get("export_s") for c in summary.get("cases", [])]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from autoseg.synthetic.dataset import SyntheticSpec, generate_dataset
 
     out = args.out.resolve()
     shutil.rmtree(out, ignore_errors=True)
     spec = SyntheticSpec(
-        num_cases=5, shape=(24, 32, 32), spacing=tuple(args.train_spacing), modality="ct", classes=1, seed=3
+        num_cases=5,
+        shape=tuple(args.train_shape),  # type: ignore[arg-type]
+        spacing=tuple(args.train_spacing),  # type: ignore[arg-type]
+        modality="ct",
+        classes=args.classes,
+        seed=3,
+        distractors=False,
     )
-    dataset = generate_dataset(out / "raw" / "Dataset950_MemCT", spec, 1)  # type: ignore[arg-type]
+    dataset = generate_dataset(out / "raw" / "Dataset950_MemCT", spec, 1)
     case = write_ct(out / "input" / "ct_0000.nii.gz", tuple(args.shape), tuple(args.spacing), seed=0)
-    nnunet = (Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict").exists()
+    nnunet = args.only == "both" and (Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict").exists()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    results: dict[str, Any] = {"shape": args.shape, "spacing": args.spacing, "threads": args.threads}
+    results: dict[str, Any] = {
+        "shape": args.shape,
+        "spacing": args.spacing,
+        "classes": args.classes,
+        "threads": args.threads,
+        "kill_at_gib": args.kill_at_gib,
+    }
     if nnunet:
-        import bench_predict
-
-        ns = argparse.Namespace(
-            plan_workers=1, nnunet_venv=args.nnunet_venv, train_iterations=args.train_iterations
-        )
-        models = bench_predict.make_models(ns, dataset, out / "models")
-        model = Path(models["autoseg_model"])
-        nn_env = {**bench_predict.nnunet_env(models["paths"], Path(models["nnunet_results"])), **env}
-        did = int(dataset.name[7:10])
-        cmd = [str(Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict"), "-i", str(case.parent)]
-        cmd += ["-o", str(out / "nnunet_out"), "-d", str(did), "-c", CONFIGURATION, "-f", "0"]
-        cmd += ["-chk", "checkpoint_final.pth", "-device", "cpu", "--disable_tta", "--disable_progress_bar"]
-        results["nnunet"] = measured(cmd, nn_env, out / "nnunet.log", args.mem_interval)
-        results["nnunet"]["output"] = check_output(out / "nnunet_out" / "ct.nii.gz", case)
+        model, results["nnunet"] = nnunet_side(args, dataset, case, out, env)
     else:
         model = autoseg_model(dataset, out / "models", args.train_iterations)
-        results["nnunet"] = "not installed (benchmarks/.nnunet-venv missing): autoseg alone"
-    cmd = [sys.executable, "-m", "autoseg", "predict", "-i", str(case.parent), "-o", str(out / "autoseg_out")]
-    cmd += ["-m", str(model), "-c", CONFIGURATION, "-f", "0", "--device", "cpu", "--no-tta"]
-    results["autoseg"] = measured(cmd, env, out / "autoseg.log", args.mem_interval)
-    results["autoseg"]["output"] = check_output(out / "autoseg_out" / "ct.nii.gz", case)
-    gib = np.prod(args.shape) * 4 / 2**30
-    results["one_float32_copy_gib"] = round(float(gib), 2)
+        why = (
+            "--only autoseg" if args.only == "autoseg" else "not installed (benchmarks/.nnunet-venv missing)"
+        )
+        results["nnunet"] = f"{why}: autoseg alone"
+    results["autoseg"] = autoseg_side(args, model, case, out, env)
+    voxels = float(np.prod(args.shape))
+    results["one_float32_copy_gib"] = round(voxels * 4 / 2**30, 2)
+    results["native_probabilities_gib"] = round(voxels * 4 * (args.classes + 1) / 2**30, 1)
     print(json.dumps(results, indent=2))
     if isinstance(results["nnunet"], dict):
-        ratio = results["autoseg"]["peak_pss_tree_mib"] / max(1, results["nnunet"]["peak_pss_tree_mib"])
-        print(f"peak PSS autoseg / nnU-Net: {ratio:.2f}")
+        for key in ("peak_pss_tree_mib", "peak_rss_tree_mib", "wall_s"):
+            ratio = results["autoseg"][key] / max(1, results["nnunet"][key])
+            print(
+                f"{key} autoseg / nnU-Net: {ratio:.2f}"
+                + (" (nnU-Net killed)" if "killed" in results["nnunet"] else "")
+            )
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
     return 0 if results["autoseg"]["returncode"] == 0 else 1

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "autoseg.commands.overlay",
     "autoseg.commands.report",
     "autoseg.commands.demo",
+    "autoseg.commands.sweep",
 )
 
 

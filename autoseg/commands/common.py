@@ -41,3 +41,13 @@ def add_allow_nonfinite(parser: argparse.ArgumentParser, recorded_in: str, other
         metavar="VALUE",
         help=f"replace NaN/inf intensities by VALUE (logged, recorded in {recorded_in}); {otherwise}",
     )
+
+
+def launcher_settings(cfg: Any) -> dict[str, Any]:
+    """The composed ``launcher`` group as a plain dict, without its ``name``."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg.launcher, resolve=True)
+    if not isinstance(data, dict):
+        raise TypeError(f"launcher: expected a mapping, got {type(data).__name__}")
+    return {str(k): v for k, v in data.items() if k != "name"}

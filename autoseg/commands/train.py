@@ -8,7 +8,9 @@ Three ways to run it:
   ``torchrun --nproc-per-node N -m autoseg train ...`` (also across nodes) does the same;
 - every fold, one process per GPU: ``autoseg train DATASET CONFIG[,CONFIG...] all-folds --gpus 0,1``
   (``--parallel N --device cpu`` on CPUs), queueing the folds, each with its own log, and a
-  summary at the end.
+  summary at the end; with ``--launcher slurm``, one SLURM job per fold instead (resources from
+  ``conf/launcher/slurm.yaml`` and ``launcher.KEY=VALUE`` overrides), requeued and resumed when
+  SLURM stops it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoseg.commands.common import compose_config, dataset_folders, dataset_root
+from autoseg.commands.common import compose_config, dataset_folders, dataset_root, launcher_settings
 from autoseg.commands.launch import (
     FoldJob,
     Slot,
@@ -197,27 +199,48 @@ def _workers_per_job(jobs: int) -> int:
     return max(0, min(_cores() // jobs - 1, 12))
 
 
-def train_all_folds(args: argparse.Namespace) -> int:
-    """``all-folds``: every fold of every configuration given, queued over the slots."""
-    cfg = compose_config(args, [f"trainer={args.trainer}"])
-    trainer = trainer_config(cfg)  # a bad override fails here, not in every job
+def _all_folds_jobs(args: argparse.Namespace, cfg: Any, workers: list[str]) -> list[FoldJob]:
+    """One :class:`FoldJob` per (configuration, fold) of ``args``, each checked against the plans."""
     configurations = [c for c in args.configuration.split(",") if c]
     folds = args.folds if args.folds is not None else list(range(len(_dataset(args, cfg)[2])))
     if not configurations or not folds:
         raise ValueError("all-folds: no configuration or no fold to train")
-    slots = all_folds_slots(args)
-    # the data workers of the parallel jobs share the CPUs (alone, each would take min(cores - 1, 12))
-    workers = (
-        [] if trainer.num_workers is not None else [f"trainer.num_workers={_workers_per_job(len(slots))}"]
-    )
     jobs = []
     for configuration in configurations:
         for fold in folds:
             output = fold_spec(args, cfg, fold, configuration).output  # checks configuration and fold
             argv = [*child_argv(args, configuration, fold), *workers]
             jobs.append(FoldJob(configuration, fold, output, argv))
-    print(f"{len(jobs)} jobs ({', '.join(configurations)}; folds {folds}) on {len(slots)} slot(s)")
-    run_queue(jobs, slots)
+    print(f"{len(jobs)} jobs ({', '.join(configurations)}; folds {folds}) on launcher {args.launcher}")
+    return jobs
+
+
+def train_all_folds(args: argparse.Namespace) -> int:
+    """``all-folds``: every fold of every configuration given, queued over local slots or SLURM jobs."""
+    cfg = compose_config(args, [f"trainer={args.trainer}", f"launcher={args.launcher}"])
+    trainer = trainer_config(cfg)  # a bad override fails here, not in every job
+    if args.launcher == "slurm":
+        from autoseg.sweep.slurm import SlurmConfig, run_slurm
+
+        if args.gpus is not None or args.parallel is not None:
+            raise ValueError(
+                "--gpus and --parallel are for --launcher local; SLURM jobs ask for launcher.gpus_per_job"
+            )
+        settings = launcher_settings(cfg)
+        slurm = SlurmConfig.from_mapping(settings)
+        jobs_cpus = max(0, min(slurm.cpus_per_job - 1, 12))
+        workers = [] if trainer.num_workers is not None else [f"trainer.num_workers={jobs_cpus}"]
+        jobs = _all_folds_jobs(args, cfg, workers)
+        run_slurm(jobs, slurm, name=f"autoseg-{_dataset(args, cfg)[1].root.name}")
+    else:
+        slots = all_folds_slots(args)
+        # the data workers of the parallel jobs share the CPUs (alone, each would take min(cores - 1, 12))
+        workers = (
+            [] if trainer.num_workers is not None else [f"trainer.num_workers={_workers_per_job(len(slots))}"]
+        )
+        jobs = _all_folds_jobs(args, cfg, workers)
+        print(f"local queue: {len(slots)} slot(s)")
+        run_queue(jobs, slots)
     print(summary_table(jobs))
     summary = write_summary(jobs)
     failed = [j for j in jobs if j.exit_code != 0]
@@ -242,6 +265,10 @@ def _fold_list(text: str) -> list[int]:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.fold == ALL_FOLDS:
         return train_all_folds(args)
+    if args.launcher != "local":
+        raise ValueError(
+            f"--launcher {args.launcher} goes with all-folds (autoseg train D 3d_fullres all-folds)"
+        )
     if args.folds is not None or args.parallel is not None:
         raise ValueError("--folds and --parallel go with all-folds (autoseg train D 3d_fullres all-folds)")
     if "," in args.configuration:
@@ -281,6 +308,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--parallel", type=int, default=None, help="all-folds without --gpus: N jobs at a time on --device"
+    )
+    p.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="all-folds: local (a queue of processes here) or slurm (one SLURM job per fold, set in "
+        "conf/launcher/slurm.yaml and launcher.KEY=VALUE overrides)",
     )
     p.add_argument(
         "--folds", type=_fold_list, default=None, help="all-folds: these folds, e.g. 0,1 (default: all)"

@@ -34,6 +34,7 @@ from autoseg.contracts.plans import Plans
 from autoseg.inference.backends import choose_backend, load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, trained_folds
+from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
 from autoseg.inference.sliding_window import predict_sliding_window, predict_volume_2d
 from autoseg.io.images import Geometry
 from autoseg.io.validation import LoadedCase
@@ -233,6 +234,33 @@ class ConfigurationPredictor:
             del logits
             torch.cuda.empty_cache()
             return probs, properties
+
+    def compact_output(self, data: np.ndarray, properties: dict) -> tuple[np.ndarray, dict, bool]:
+        """What the streaming exporter needs of ``data``: ``(array, properties, activated)``.
+
+        Where the resampling to the native spacing runs on the CPU, the fold-averaged logits in the
+        network's grid (the exporter activates and resamples them slab by slab,
+        :func:`autoseg.inference.native.native_segmentation`), ``activated`` False: float32, or, where
+        those would pass :data:`~autoseg.inference.native.COMPACT_ABOVE_BYTES` (and the outputs are a
+        softmax), float16 shifted by the per-voxel maximum (:func:`~autoseg.inference.native.
+        compact_logits`; logged). On the torch resampler (a GPU), :meth:`export_ready`'s native-grid
+        probabilities, True.
+        """
+        mode = self.options.resample
+        if mode == "torch" or (mode == "auto" and self.device.type == "cuda"):
+            probs, props = self.export_ready(data, properties)
+            return probs, props, True
+        if mode not in ("auto", "scipy"):
+            raise ValueError(f"resample={mode!r}: choose auto, torch or scipy")
+        logits = self.logits(data)
+        if logits.numel() * 4 <= COMPACT_ABOVE_BYTES or self.plans.labels.has_regions:
+            return logits.numpy(), properties, False
+        log.info(
+            "holding %s logits %s as shifted float16 until exported",
+            properties.get("case"),
+            tuple(logits.shape),
+        )
+        return compact_logits(logits), properties, False
 
     def _resample_on_device(self, probs: torch.Tensor, properties: dict) -> tuple[np.ndarray, dict]:
         from autoseg.inference.resample_torch import resample_to_shape_torch

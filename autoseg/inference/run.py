@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from autoseg.contracts.labels import LabelManager
 from autoseg.inference.cases import InputCase
+from autoseg.inference.memory import peak_rss_mib, predict_memory_estimate
 from autoseg.inference.predictor import ConfigurationPredictor
 from autoseg.inference.uncertainty import HIGH_ENTROPY, UncertaintyMaps, member_kind
 from autoseg.inference.writer import export_prediction
@@ -88,6 +90,7 @@ def _finish(
     maps: Any = None,
     uncertainty: Any = None,
     temperature: float | None = None,
+    activated: bool = True,
 ) -> list[Path]:
     seg, written = export_prediction(
         case.name,
@@ -99,6 +102,7 @@ def _finish(
         keep_probabilities,
         labels,
         temperature,
+        activated,
     )
     if uncertainty is not None:
         written.extend(uncertainty.write(case.name, case.output_ending, maps, seg, geometry, output))
@@ -169,7 +173,7 @@ def predict_cases(
                 pending = prep.submit(_prepare, cases[i + 1], predictors, nonfinite)
             try:
                 prepared, geometry, replaced = current.result()
-                probs, maps = _probabilities(predictors, prepared, maps_writer)
+                probs, maps, activated = _probabilities(predictors, prepared, maps_writer, keep_probabilities)
             except Exception as err:  # one bad case must not stop the others
                 log.error("%s: %s", case.source, err)
                 results.append(
@@ -178,10 +182,20 @@ def predict_cases(
                 continue
             reached("case")  # fault injection (tests): AUTOSEG_KILL_AT=case:N
             _drain(exports, results, t0, keep=1)  # at most one case waits for export
-            noted = replace(case, extra={**case.extra, "nonfinite_replaced": replaced}) if replaced else case
-            exports.append((noted, export.submit(finish, case, probs, geometry, maps=maps)))
+            estimate = _estimate(case, predictors, prepared, probs, keep_probabilities)
+            extra = {**case.extra, "memory_estimate_mib": estimate["total_mib"]}
+            noted = replace(case, extra={**extra, "nonfinite_replaced": replaced} if replaced else extra)
+            job = functools.partial(finish, case, probs, geometry, maps=maps, activated=activated)
+            exports.append((noted, export.submit(_timed, job)))
         _drain(exports, results, t0, keep=0)
     summary = _summary(record, predictors, postprocessing, nonfinite, temperature, maps_writer, results)
+    estimates = [r["memory_estimate_mib"] for r in results if "memory_estimate_mib" in r]
+    summary["memory"] = {"estimate_mib": max(estimates, default=None), "peak_rss_mib": peak_rss_mib()}
+    log.info(
+        "predict memory: estimate %s MiB, measured peak (ru_maxrss) %d MiB",
+        summary["memory"]["estimate_mib"],
+        summary["memory"]["peak_rss_mib"],
+    )
     write_artifact(output / "predict.json", "predict", PREDICT_SCHEMA_VERSION, summary)
     return summary
 
@@ -225,19 +239,80 @@ def _summary(
 
 
 def _probabilities(
-    predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any
-) -> tuple[list[tuple[np.ndarray, dict]], list[tuple[np.ndarray, dict]] | None]:
-    """Per configuration the probabilities and the case's properties, and the uncertainty maps when asked."""
+    predictors: Sequence[ConfigurationPredictor], prepared: list, maps_writer: Any, keep_probabilities: bool
+) -> tuple[list[tuple[np.ndarray, dict]], list[tuple[np.ndarray, dict]] | None, bool]:
+    """Per configuration the network's output and the case's properties, the uncertainty maps when asked,
+    and whether the outputs are probabilities (False: float16 logits for the streaming exporter)."""
+    if maps_writer is None and not keep_probabilities:  # the streaming exporter: float16 logits
+        outputs = [
+            p.compact_output(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
+        ]
+        if len({activated for _, _, activated in outputs}) > 1:  # mixed: activate all (rare)
+            return (
+                [
+                    (
+                        a
+                        if done
+                        else p.plans.labels.activate(torch.from_numpy(a.astype(np.float32))).numpy(),
+                        props,
+                    )
+                    for p, (a, props, done) in zip(predictors, outputs, strict=True)
+                ],
+                None,
+                True,
+            )
+        return [(a, props) for a, props, _ in outputs], None, outputs[0][2]
     if maps_writer is None:
-        return [
-            p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)
-        ], None
+        return (
+            [p.export_ready(data, props) for p, (data, props) in zip(predictors, prepared, strict=True)],
+            None,
+            True,
+        )
     both = [maps_writer.logits_and_maps(p, data) for p, (data, _) in zip(predictors, prepared, strict=True)]
     probs = [
         (p.plans.labels.activate(lg).numpy(), props)
         for p, (lg, _), (_, props) in zip(predictors, both, prepared, strict=True)
     ]
-    return probs, [(m, props) for (_, m), (_, props) in zip(both, prepared, strict=True)]
+    return probs, [(m, props) for (_, m), (_, props) in zip(both, prepared, strict=True)], True
+
+
+def _timed(job: Callable[[], list[Path]]) -> tuple[list[Path], float]:
+    """The files ``job`` wrote and the seconds it took (a case's export)."""
+    start = time.perf_counter()
+    files = job()
+    return files, round(time.perf_counter() - start, 3)
+
+
+def _estimate(
+    case: InputCase,
+    predictors: Sequence[ConfigurationPredictor],
+    prepared: list,
+    outputs: list[tuple[np.ndarray, dict]],
+    keep_probabilities: bool,
+) -> dict[str, int]:
+    """The case's memory estimate (:mod:`autoseg.inference.memory`), logged."""
+    native_shape = prepared[0][1]["shape_before_cropping"]
+    channels = predictors[0].num_channels if predictors else 1
+    largest = max((data.shape for data, _ in prepared), key=lambda s: int(np.prod(s)))
+    weights = sum(_weights_bytes(n) for p in predictors for n in p.networks)
+    estimate = predict_memory_estimate(
+        outputs[0][0].shape[0],
+        (channels, *native_shape),
+        largest,
+        sum(int(a.nbytes) for a, _ in outputs),
+        keep_probabilities,
+        weights_bytes=weights,
+    )
+    log.info("%s: memory estimate %s", case.name, ", ".join(f"{k} {v}" for k, v in estimate.items()))
+    return estimate
+
+
+def _weights_bytes(network: Any) -> int:
+    """Bytes of a network's parameters (0 for an exported backend's session)."""
+    parameters = getattr(network, "parameters", None)
+    if not callable(parameters):
+        return 0
+    return sum(int(t.numel()) * t.element_size() for t in parameters())
 
 
 def _since(t0: float) -> float:
@@ -251,8 +326,9 @@ def _drain(
     while len(exports) > keep:
         case, future = exports.pop(0)
         try:
-            files = future.result()
-            done: dict[str, Any] = {"files": [f.name for f in files]}
+            files, seconds = future.result()
+            done: dict[str, Any] = {"files": [f.name for f in files], "export_s": seconds}
+            done["memory_estimate_mib"] = case.extra["memory_estimate_mib"]
             if case.extra.get("nonfinite_replaced"):
                 done["nonfinite_replaced"] = case.extra["nonfinite_replaced"]
         except Exception as err:

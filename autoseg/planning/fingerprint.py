@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from autoseg.io.dataset import Case, RawDataset
+from autoseg.io.images import ImageReadError, read_geometry
 from autoseg.io.problems import no_foreground_anywhere
 from autoseg.io.structure import check_layout
 from autoseg.io.validation import Problem, load_and_check_case, raise_for_problems
 from autoseg.preprocessing.crop import nonzero_bbox
+from autoseg.preprocessing.workers import case_memory_bytes, workers_that_fit
 from autoseg.utils.files import read_artifact, write_artifact
-from autoseg.utils.parallel import parallel_map
+from autoseg.utils.parallel import default_num_workers, parallel_map
 
 FINGERPRINT_SCHEMA_VERSION = 1
 #: Foreground intensity samples pooled over the dataset; each case contributes an equal share.
@@ -108,6 +110,22 @@ def intensity_statistics(samples: np.ndarray) -> dict[str, float]:
     }
 
 
+def _header_case_bytes(dataset: RawDataset) -> list[int]:
+    """Per case its estimated worker memory, from the image headers (unreadable ones are skipped:
+    the case's own check reports them)."""
+    out = []
+    for case in dataset.cases:
+        if not case.images:
+            continue
+        try:
+            geometry, _ = read_geometry(case.images[0])
+        except (ImageReadError, OSError):
+            continue
+        shape = geometry.shape
+        out.append(case_memory_bytes(shape, shape, geometry.spacing, None, len(case.images)))
+    return out
+
+
 def compute_fingerprint(
     dataset: RawDataset, num_workers: int | None = None, seed: int = 1234, nonfinite: float | None = None
 ) -> dict[str, Any]:
@@ -115,7 +133,8 @@ def compute_fingerprint(
 
     Args:
         dataset: the raw dataset.
-        num_workers: worker processes (None: all cores).
+        num_workers: worker processes (None: all cores); lowered, with a log line, where that many of
+            the largest case (from the image headers) would not fit in the memory available.
         seed: seed of the intensity sampling.
         nonfinite: replace NaN and infinite intensities by this value (each file is named in a
             warning and in ``nonfinite_intensities``) instead of refusing them.
@@ -132,7 +151,9 @@ def compute_fingerprint(
     work = functools.partial(
         fingerprint_case, dataset=light, samples_per_case=per_case, seed=seed, nonfinite=nonfinite
     )
-    results = parallel_map(work, list(enumerate(dataset.cases)), num_workers, desc="fingerprint")
+    requested = default_num_workers() if num_workers is None else int(num_workers)
+    workers = workers_that_fit(requested, _header_case_bytes(dataset), "fingerprint")
+    results = parallel_map(work, list(enumerate(dataset.cases)), workers, desc="fingerprint")
     for _, case_problems in results:
         problems.extend(case_problems)
     problems += no_foreground_anywhere(problems, sum(c.label is not None for c in dataset.cases))

@@ -35,9 +35,10 @@ from autoseg.preprocessing.plan import case_spacing, plan_hash, target_spacing_f
 from autoseg.preprocessing.resample import compute_new_shape, resample_data_to_shape, resample_seg_to_shape
 from autoseg.preprocessing.steps import denoise
 from autoseg.preprocessing.storage import is_case_complete, save_case
+from autoseg.preprocessing.workers import case_memory_bytes, workers_that_fit
 from autoseg.utils.faults import reached
 from autoseg.utils.files import remove_stale_temporaries
-from autoseg.utils.parallel import parallel_map
+from autoseg.utils.parallel import default_num_workers, parallel_map
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,22 @@ def _preprocess_one(
     }
 
 
+def _case_bytes(plans: Plans, configuration: str, cases: Sequence[Case]) -> list[int]:
+    """Per case to do, its estimated memory in a worker (from the fingerprint's shapes; none without it)."""
+    conf = plans.configuration(configuration)
+    todo = {c.name for c in cases}
+    out = []
+    for entry in (plans.fingerprint or {}).get("cases") or []:
+        if entry.get("name") not in todo:
+            continue
+        forward, _ = transpose_of(plans, len(entry["spacing"]))
+        spacing = [float(entry["spacing"][a]) for a in forward]
+        target = target_spacing_for(conf, spacing)
+        before, after = entry["shape_before_crop"], [entry["shape_after_crop"][a] for a in forward]
+        out.append(case_memory_bytes(before, after, spacing, target, plans.num_channels))
+    return out
+
+
 def preprocess_dataset(
     dataset: RawDataset,
     plans: Plans,
@@ -215,7 +232,9 @@ def preprocess_dataset(
         plans: the plans (:class:`autoseg.contracts.Plans`).
         configuration: e.g. ``"3d_fullres"``.
         out_root: the plans' preprocessed folder; cases go to ``out_root/<data_identifier>``.
-        num_workers: worker processes (None: all cores; 0 or 1: in this process).
+        num_workers: worker processes (None: all cores; 0 or 1: in this process); lowered, with a log
+            line, where that many of the largest case would not fit in the memory available
+            (:func:`autoseg.preprocessing.workers.workers_that_fit`).
         seed: seed of the class-location sampling.
 
     Returns:
@@ -253,7 +272,11 @@ def preprocess_dataset(
         seed=seed,
         ignore_label=ignore,
     )
-    results = parallel_map(work, todo, num_workers=num_workers, desc=f"preprocess {configuration}")
+    requested = default_num_workers() if num_workers is None else int(num_workers)
+    workers = workers_that_fit(
+        requested, _case_bytes(plans, configuration, todo), f"preprocess {configuration}"
+    )
+    results = parallel_map(work, todo, num_workers=workers, desc=f"preprocess {configuration}")
     problems = [p for r in results for p in r["problems"]]
     for p in problems:
         if p.severity != "error":

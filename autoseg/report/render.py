@@ -17,6 +17,7 @@ from typing import Any
 from autoseg.report.collect import ConfigurationRun, RunData
 from autoseg.report.document import Cell, Document
 from autoseg.report.figures import curves_png, dice_strip_png, file_uri, histogram_png, thumbnail_uri
+from autoseg.report.leaderboard import find_leaderboards, leaderboard_section
 from autoseg.report.stats import bootstrap_ci, paired_wilcoxon
 
 __all__ = ["case_values", "primary_configuration", "render_report"]
@@ -305,6 +306,7 @@ def render_report(
         compare_section(doc, primary, compare[0], f"{run.model_root} ({primary.name})", compare[1])
     _crossval(doc, run, primary, raw_root, thumbnails)
     _selection(doc, run)
+    leaderboard_section(doc, run.model_root.name, find_leaderboards(run.model_root))
     _training(doc, run)
     _fingerprint(doc, run)
     _plan(doc, run)

@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "autoseg"
 LAYERS = (
     ("__main__", "cli"),
     ("commands",),  # hydra lives here (commands/config.py): only the commands compose the config
+    ("sweep",),  # launchers and sweeps: above training, below the commands that compose the config
     ("training",),
     ("export",),  # shipping a model: archives, ONNX, the container, the model card
     ("inference",),

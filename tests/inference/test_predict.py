@@ -4,6 +4,7 @@ geometry round trip of predict on an anisotropic, rotated, shifted scan."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import zipfile
 
@@ -78,6 +79,25 @@ def test_exported_model_predicts_the_same_elsewhere(trained, tmp_path):
     assert main(["predict", "-i", str(heldout), "-o", str(b), "-m", str(archive), *fast]) == 0
     for case in ("case_000", "case_001", "case_002"):
         assert np.array_equal(read_image(a / f"{case}.nii.gz")[0], read_image(b / f"{case}.nii.gz")[0])
+
+
+def test_streamed_masks_equal_the_whole_array_path_and_memory_is_recorded(trained, tmp_path, caplog):
+    """Without --save-probabilities the mask is made slab by slab; with it, from the whole native
+    probabilities (the reference path): the masks agree, and predict.json records the memory."""
+    heldout = trained["heldout"] / "imagesTr"
+    fast = ["-m", str(trained["results"]), "--no-tta", "-f", "0", "-c", "3d_fullres"]
+    streamed, whole = tmp_path / "streamed", tmp_path / "whole"
+    with caplog.at_level(logging.INFO):
+        assert main(["predict", "-i", str(heldout), "-o", str(streamed), *fast]) == 0
+    assert main(["predict", "-i", str(heldout), "-o", str(whole), *fast, "--save-probabilities"]) == 0
+    for case in ("case_000", "case_001", "case_002"):
+        a, b = read_image(streamed / f"{case}.nii.gz")[0], read_image(whole / f"{case}.nii.gz")[0]
+        assert a.shape == b.shape and float((a == b).mean()) >= 0.9999
+        assert not (streamed / f"{case}.npz").exists() and (whole / f"{case}.npz").is_file()
+    record = json.loads((streamed / "predict.json").read_text())
+    assert record["memory"]["peak_rss_mib"] > 100 and record["memory"]["estimate_mib"] > 100
+    assert all(c["memory_estimate_mib"] > 0 and c["export_s"] >= 0 for c in record["cases"])
+    assert "measured peak (ru_maxrss)" in caplog.text and "memory estimate" in caplog.text
 
 
 def test_ensemble_command_averages_probabilities(trained, tmp_path):
