@@ -15,9 +15,9 @@ resampling in       ``resample_data_to_shape`` inside ``preprocess_case``
 preprocess, other   the rest of ``preprocess_case`` (transpose, crop)
 forward passes      ``BatchSizer.forward`` (every network call of the sliding window)
 accumulation        ``_predict_stack`` minus its forward passes (tile extraction, flips, weighting)
-activation          ``export_ready`` minus the sliding window (softmax / sigmoid, and the torch
-                    resampler when it runs on the device)
-resampling out      ``revert_preprocessing`` (probabilities back to the native spacing, paste)
+activation          ``export_ready`` / ``compact_output`` minus the sliding window (softmax or
+                    sigmoid, the torch resampler when it runs on the device)
+resampling out      ``revert_preprocessing`` or ``native_segmentation`` (back to the native spacing)
 export              ``export_prediction`` minus ``revert_preprocessing`` (argmax, post-processing,
                     writing the mask)
 ==================  ============================================================================
@@ -67,15 +67,17 @@ class StageTimer:
         self._local = threading.local()
         self._lock = threading.Lock()
 
-    def wrap(self, stage: str, fn: Callable[..., Any], parent: str | None = None) -> Callable[..., Any]:
-        """``fn`` timed as ``stage``, and its time taken off ``parent``'s, when it runs inside ``parent``
-        (in the same thread) or has no parent; elsewhere it runs untimed (e.g. the resampling of
-        ``preprocess_case`` is "resampling in", the same function in ``revert_preprocessing`` is not)."""
+    def wrap(
+        self, stage: str, fn: Callable[..., Any], parent: str | None = None, only_inside: bool = False
+    ) -> Callable[..., Any]:
+        """``fn`` timed as ``stage``; its time is taken off ``parent``'s when it runs inside ``parent``
+        (in the same thread). ``only_inside``: untimed elsewhere (the resampling of ``preprocess_case``
+        is "resampling in", the same function called while reverting is not)."""
 
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             stack = self._local.__dict__.setdefault("stack", [])
-            if parent is not None and parent not in stack:
+            if only_inside and parent not in stack:
                 return fn(*args, **kwargs)
             stack.append(stage)
             t0 = time.perf_counter()
@@ -87,12 +89,14 @@ class StageTimer:
                 with self._lock:
                     self.seconds[stage] += dt
                     self.calls[stage] += 1
-                    if parent is not None:
+                    if parent is not None and parent in stack:
                         self.seconds[parent] -= dt
 
         return timed
 
-    def patch(self, module: str, name: str, stage: str, parent: str | None = None) -> bool:
+    def patch(
+        self, module: str, name: str, stage: str, parent: str | None = None, only: bool = False
+    ) -> bool:
         """Replace ``module.name`` (a function or ``Class.method``) by its timed version; False if absent."""
         try:
             owner: Any = importlib.import_module(module)
@@ -103,7 +107,7 @@ class StageTimer:
             owner = getattr(owner, part, None)
         if owner is None or not hasattr(owner, attr):
             return False
-        setattr(owner, attr, self.wrap(stage, getattr(owner, attr), parent))
+        setattr(owner, attr, self.wrap(stage, getattr(owner, attr), parent, only))
         return True
 
 
@@ -112,17 +116,25 @@ def install(timer: StageTimer) -> list[str]:
     targets = [
         # inner stages first: a wrapper must sit inside its parent's wrapper to subtract from it
         ("autoseg.preprocessing.preprocess", "normalize", "normalisation", "preprocess, other"),
-        ("autoseg.preprocessing.preprocess", "resample_data_to_shape", "resampling in", "preprocess, other"),
+        (
+            "autoseg.preprocessing.preprocess",
+            "resample_data_to_shape",
+            "resampling in",
+            "preprocess, other",
+            1,
+        ),
         ("autoseg.inference.predictor", "preprocess_case", "preprocess, other", None),
         ("autoseg.inference.batching", "BatchSizer.forward", "forward passes", "accumulation"),
         ("autoseg.inference.sliding_window", "_predict_stack", "accumulation", "activation"),
         ("autoseg.inference.predictor", "ConfigurationPredictor.export_ready", "activation", None),
+        ("autoseg.inference.predictor", "ConfigurationPredictor.compact_output", "activation", None),
         ("autoseg.inference.writer", "revert_preprocessing", "resampling out", "export"),
+        ("autoseg.inference.writer", "native_segmentation", "resampling out", "export"),  # large volumes
         ("autoseg.inference.run", "export_prediction", "export", None),
         ("autoseg.inference.inputs", "_load_channels", "read", None),  # NIfTI/NRRD/MHA inputs
         ("autoseg.inference.predictor", "ConfigurationPredictor.__init__", "load model", None),
     ]
-    return [f"{m}.{n}" for m, n, stage, parent in targets if not timer.patch(m, n, stage, parent)]
+    return [f"{t[0]}.{t[1]}" for t in targets if not timer.patch(t[0], t[1], t[2], t[3], bool(t[4:]))]
 
 
 def report(timer: StageTimer, wall: float, cpu: float) -> dict[str, Any]:
