@@ -42,7 +42,8 @@ def test_the_scripts_are_all_covered() -> None:
     assert set(SCRIPTS) == {
         "bench_augment.py", "bench_augment_presets.py", "bench_faults.py", "bench_plan.py",
         "bench_predict.py", "bench_resenc.py", "bench_storage.py", "bench_train.py",
-        "gpu_acceptance.py", "gpu_bundle.py", "profile_predict.py",
+        "gpu_acceptance.py", "gpu_bundle.py", "profile_predict.py", "bench_transfer.py",
+        "bench_uncertainty.py", "make_large_ct.py",
     }  # fmt: skip
 
 
