@@ -58,8 +58,11 @@ Usage::
         [--mem-interval 0.5] [--out benchmarks/work/bench_predict] [--json-out FILE] \
         [--models-dir DIR] [--keep]
 
-Variants (issue 15): ``--backends torch onnxruntime openvino torch-export`` runs ``autoseg predict
---backend B`` for each (``autoseg-B``; the export is made in the untimed warm-up run);
+Variants (issues 15, 22): ``--backends default auto torch onnxruntime openvino torch-export`` runs
+``autoseg predict --backend B`` for each (``autoseg-B``; the export is made in the untimed warm-up run);
+``default`` is the row ``autoseg``, the command without a backend flag, the one users type
+(``backend_used`` in the JSON: what ran). Default: ``default auto torch``; the masks of every
+variant are compared with ``autoseg-torch``'s, the reference (``mask_agreement``);
 ``--baseline-src DIR`` adds ``autoseg-base``, the autoseg of another source tree (e.g. ``git archive
 <commit> autoseg conf | tar -x -C DIR``) on ``PYTHONPATH``, for before/after comparisons;
 ``--autoseg-model DIR`` predicts with an existing results folder (no plan, no training). Without
@@ -97,20 +100,23 @@ DEFAULT_NNUNET_VENV = HERE / ".nnunet-venv"
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "Dataset004_Hippocampus"
 CONFIGURATION = "3d_fullres"
 TOOLS: tuple[str, ...] = ("nnunet", "autoseg")  # set in main(): the variants of this run
-BACKENDS = ("torch", "torch-export", "onnxruntime", "openvino")
+BACKENDS = ("default", "auto", "torch", "torch-export", "onnxruntime", "openvino")
 
 
 def label(tool: str) -> str:
-    """nnU-Net, autoseg (torch), autoseg-<backend>, autoseg-base (another source tree)."""
+    """nnU-Net, autoseg (the default command), autoseg-<backend>, autoseg-base (another source tree)."""
     return "nnU-Net" if tool == "nnunet" else tool
 
 
+def variant(backend: str) -> str:
+    """The tool name of ``--backends`` entry ``backend``: ``default`` is the command without a flag."""
+    return "autoseg" if backend == "default" else f"autoseg-{backend}"
+
+
 def backend_of(tool: str) -> str | None:
-    """The --backend of an autoseg variant (None for nnU-Net and the baseline tree)."""
-    if tool == "autoseg":
-        return "torch"
+    """The --backend flag of an autoseg variant (None: no flag, for autoseg, nnU-Net and the baseline)."""
     rest = tool.removeprefix("autoseg-")
-    return rest if rest in BACKENDS else None
+    return rest if tool.startswith("autoseg-") and rest in BACKENDS else None
 
 
 # Imported at start-up by every Python process of a timed run (PYTHONPATH): records the torch
@@ -334,7 +340,7 @@ def tool_command(
     cmd = [*exe, "predict", "-i", str(inp), "-o", str(out), "-m", models["autoseg_model"]]
     cmd += ["-c", CONFIGURATION, "-f", "0", "--checkpoint", "final", "--device", "cpu"]
     backend = backend_of(tool)
-    if backend not in (None, "torch"):
+    if backend is not None:
         cmd += ["--backend", backend]
     return cmd + ([] if tta else ["--no-tta"])
 
@@ -441,12 +447,16 @@ def one_run(
         "expected": n_cases,
     }
     res["check"] = run_check(params, args)
+    record = run_dir / "out" / "predict.json"
+    if tool != "nnunet" and record.is_file():  # the backend autoseg ran (the default command chooses)
+        res["backend_used"] = json.loads(record.read_text()).get("backend")
     mem = f", peak PSS {res['peak_pss_mib']:.0f} MiB" if "peak_pss_mib" in res else ""
     print(
         f"[{tag}] {label(tool):20s} {n_cases:3d} case(s) TTA {'on ' if tta else 'off'}: "
         f"{res['wall_s']:6.1f}s wall, "
         f"{res['cpu_s']:6.1f}s CPU{mem}, threads {res['threads']}, load {res['loadavg_before'][0]:.2f}, "
-        f"outputs {'ok' if res['check']['ok'] else 'BAD ' + '; '.join(res['check']['problems'][:3])}",
+        f"outputs {'ok' if res['check']['ok'] else 'BAD ' + '; '.join(res['check']['problems'][:3])}"
+        f"{', backend ' + str(res['backend_used']) if res.get('backend_used') else ''}",
         flush=True,
     )
     return res
@@ -486,17 +496,19 @@ def summarize(runs: list[dict[str, Any]], n: int, k: int, tta_modes: list[bool])
 
 
 def compare_masks(runs: list[dict[str, Any]], n: int, cases: list[str], ending: str) -> dict[str, Any]:
-    """Each variant's masks against autoseg's (torch, the reference): voxel agreement and Dice per label."""
+    """Each variant's masks against the torch reference (``autoseg-torch``, else ``autoseg``): voxel
+    agreement and Dice per label."""
     import numpy as np
     import SimpleITK as sitk
 
     out: dict[str, Any] = {}
+    reference = "autoseg-torch" if any(r["tool"] == "autoseg-torch" for r in runs) else "autoseg"
     for tta in (True, False):
-        ref = next((r for r in runs if r["tool"] == "autoseg" and r["tta"] == tta and r["cases"] == n), None)
+        ref = next((r for r in runs if r["tool"] == reference and r["tta"] == tta and r["cases"] == n), None)
         if ref is None:
             continue
         for run in (
-            r for r in runs if r["tta"] == tta and r["cases"] == n and r["tool"] not in ("autoseg", "nnunet")
+            r for r in runs if r["tta"] == tta and r["cases"] == n and r["tool"] not in (reference, "nnunet")
         ):
             agree, dice = [], []
             for case in cases:
@@ -514,7 +526,7 @@ def compare_masks(runs: list[dict[str, Any]], n: int, cases: list[str], ending: 
                             * float(((a == label) & (b == label)).sum())
                             / ((a == label).sum() + (b == label).sum())
                         )
-            key = f"{run['tool']} vs autoseg, TTA {'on' if tta else 'off'}"
+            key = f"{run['tool']} vs {reference}, TTA {'on' if tta else 'off'}"
             out.setdefault(key, {"min_voxel_agreement": min(agree), "min_dice": min(dice) if dice else None})
     for key, v in out.items():
         print(f"masks {key}: min voxel agreement {v['min_voxel_agreement']:.6f}, min Dice {v['min_dice']}")
@@ -628,8 +640,9 @@ def main(argv: list[str] | None = None) -> int:
         "--backends",
         nargs="+",
         choices=BACKENDS,
-        default=["torch"],
-        help="autoseg predict --backend, each a variant",
+        default=["default", "auto", "torch"],
+        help="autoseg predict --backend, each a variant: default is the command without the flag (row "
+        "'autoseg'), the others autoseg-<backend>; masks are compared with autoseg-torch's",
     )
     ap.add_argument("--baseline-src", default=None, help="another autoseg source tree, run as autoseg-base")
     ap.add_argument(
@@ -661,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     args.with_nnunet = not args.no_nnunet and (Path(args.nnunet_venv) / "bin" / "nnUNetv2_predict").exists()
     if not args.with_nnunet and not args.no_nnunet:
         print(f"note: no {args.nnunet_venv}/bin/nnUNetv2_predict (benchmarks/setup_nnunet.sh): autoseg only")
-    variants = ["autoseg" if b == "torch" else f"autoseg-{b}" for b in args.backends]
+    variants = [variant(b) for b in dict.fromkeys(args.backends)]
     TOOLS = tuple(
         (["nnunet"] if args.with_nnunet else []) + (["autoseg-base"] if args.baseline_src else []) + variants
     )

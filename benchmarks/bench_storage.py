@@ -36,11 +36,15 @@ import json
 import math
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import blosc2
+try:
+    import blosc2
+except ImportError:  # not in autoseg's dependencies: --help still works, main() says what to install
+    blosc2 = None
 import numpy as np
 from scipy import ndimage
 
@@ -283,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", type=Path, default=None, help="default: <out>/bench_storage.json")
     ap.add_argument("--keep", action="store_true", help="keep the written files")
     args = ap.parse_args(argv)
+    if blosc2 is None:
+        sys.exit("bench_storage.py compares with nnU-Net's blosc2 format: pip install blosc2")
 
     print(f"numpy {np.__version__}, blosc2 {blosc2.__version__}; reads use the warm page cache")
     out = args.out.resolve()

@@ -39,11 +39,16 @@ the same loss; then both losses (nnU-Net's ``DeepSupervisionWrapper(DC_and_CE_lo
 autoseg's ``DeepSupervisionLoss(DiceCELoss)``) forward + backward on the same outputs. Same
 process, same conditions: this separates the network from the rest of each trainer.
 
+Precision (``--precision both|bf16|fp32``, default both): autoseg runs with its default bf16
+autocast on the CPU (row ``autoseg``) and in float32 (``autoseg-fp32``, ``TrainerConfig(amp=False)``),
+each beside nnU-Net, which trains in float32 on the CPU (it autocasts on CUDA only); the ratios
+are per autoseg row.
+
 Usage::
 
     /work/venv/bin/python benchmarks/bench_train.py --dataset /work/shared/data/Dataset004_Hippocampus \
         [--iterations 12] [--val-iterations 2] [--step-iterations 6] [--repeat 2] [--threads 2] \
-        [--ab-rounds 6] [--only both|autoseg|nnunet|ab] \
+        [--ab-rounds 6] [--only both|autoseg|nnunet|ab] [--precision both|bf16|fp32] \
         [--out benchmarks/work/bench_train] [--json-out FILE] [--prep-dir DIR] [--keep]
 
 The parent process needs only the standard library; ``--prep-dir`` reuses (or creates) the
@@ -214,6 +219,7 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
         val_iterations=p["val_iterations"],
         num_workers=1,
         final_validation=False,
+        amp=p.get("amp", True),
     )
     held: dict[str, Any] = {}
     original_build = setup_mod.build_parts
@@ -249,7 +255,9 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
     import monai
 
     return {
-        "tool": "autoseg",
+        "tool": "autoseg" if cfg.amp else "autoseg-fp32",
+        "precision": "bfloat16 autocast" if cfg.amp else "float32",
+        "amp": cfg.amp,
         "versions": {"torch": torch.__version__, "monai": monai.__version__},
         "patch_size": list(conf.patch_size),
         "batch_size": conf.batch_size,
@@ -307,9 +315,10 @@ def worker_nnunet(p: dict[str, Any]) -> dict[str, Any]:
     for _ in range(p["step_iterations"]):
         original_step(held["batch"])
     step_only = _pop_steps(clock)
-    conf = plans.configuration(CONFIGURATION)
+    conf = plans["configurations"][CONFIGURATION]  # nnU-Net's plans are a plain dict
     return {
         "tool": "nnunet",
+        "precision": "float32" if trainer.device.type == "cpu" else "autocast",  # no autocast on the CPU
         "versions": {"torch": torch.__version__, "nnunetv2": importlib.metadata.version("nnunetv2")},
         "patch_size": conf["patch_size"],
         "batch_size": trainer.batch_size,
@@ -525,6 +534,7 @@ def run_worker(tool: str, args: argparse.Namespace, paths: dict[str, str], workd
         "nnunet_name": paths["nnunet_name"],
         "nnunet_venv": str(Path(args.nnunet_venv).resolve()),
         "ab_rounds": args.ab_rounds,
+        "amp": tool != "autoseg-fp32",
     }
     result_file = workdir / "result.json"
     if tool == "nnunet":
@@ -532,7 +542,8 @@ def run_worker(tool: str, args: argparse.Namespace, paths: dict[str, str], workd
         env = nnunet_env(paths, workdir / "nnUNet_results")
     else:
         python, env = sys.executable, dict(os.environ)
-    cmd = [python, str(Path(__file__).resolve()), "--worker", tool, "--params", json.dumps(params)]
+    worker = "autoseg" if tool.startswith("autoseg") else tool
+    cmd = [python, str(Path(__file__).resolve()), "--worker", worker, "--params", json.dumps(params)]
     cmd += ["--result", str(result_file)]
     t0 = time.perf_counter()
     _run_logged(cmd, env, workdir / f"{tool}.log", f"{tool} run")
@@ -583,11 +594,13 @@ def report_training(
     for tool in tools:
         mine = [r["summary"] for r in runs if r["tool"] == tool]
         summary[tool] = {k: statistics.median(m[k] for m in mine) for k in mine[0]}
-    ratios = {}
-    if len(tools) == 2:
-        a, n = summary["autoseg"], summary["nnunet"]
-        ratios = {k: a[k] / n[k] for k in a if k.endswith("_s") and n[k] > 0}
-        ratios["samples_per_s"] = a["samples_per_s"] / n["samples_per_s"]
+    ratios: dict[str, dict[str, float]] = {}
+    for tool in tools if "nnunet" in tools else []:
+        if tool == "nnunet":
+            continue
+        a, n = summary[tool], summary["nnunet"]
+        ratios[tool] = {k: a[k] / n[k] for k in a if k.endswith("_s") and n[k] > 0}
+        ratios[tool]["samples_per_s"] = a["samples_per_s"] / n["samples_per_s"]
 
     first = {r["tool"]: r for r in runs}
     print(
@@ -601,12 +614,13 @@ def report_training(
             f"  {t}: {r['network']} ({r['parameters'] / 1e6:.2f} M parameters), input "
             f"{r['info'].get('input_shape')}, {r['train_cases']} training cases, {r['versions']}"
         )
-    rows = [["tool", "s/iteration", "samples/s", "data wait", "step only s/it", *PHASES[1:]]]
+    rows = [["tool", "precision", "s/iteration", "samples/s", "data wait", "step only s/it", *PHASES[1:]]]
     for t in tools:
         s = summary[t]
         rows.append(
             [
                 t,
+                str(first[t].get("precision", "")),
                 f"{s['iteration_s']:.2f}",
                 f"{s['samples_per_s']:.2f}",
                 f"{100 * s['data_share']:.0f}%",
@@ -614,15 +628,16 @@ def report_training(
                 *(f"{s[f'step_only_{ph}_s']:.3f}" for ph in PHASES[1:]),
             ]
         )
-    if ratios:
+    for tool, ratio in ratios.items():
         rows.append(
             [
-                "autoseg/nnU-Net",
-                f"{ratios['iteration_s']:.2f}",
-                f"{ratios['samples_per_s']:.2f}",
+                f"{tool}/nnU-Net",
                 "",
-                f"{ratios['step_only_s']:.2f}",
-                *(f"{ratios[f'step_only_{ph}_s']:.2f}" for ph in PHASES[1:]),
+                f"{ratio['iteration_s']:.2f}",
+                f"{ratio['samples_per_s']:.2f}",
+                "",
+                f"{ratio['step_only_s']:.2f}",
+                *(f"{ratio[f'step_only_{ph}_s']:.2f}" for ph in PHASES[1:]),
             ]
         )
     print(fmt_table(rows))
@@ -669,6 +684,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan-workers", type=int, default=2)
     ap.add_argument("--only", choices=("both", "autoseg", "nnunet", "ab"), default="both")
     ap.add_argument(
+        "--precision",
+        choices=("both", "bf16", "fp32"),
+        default="both",
+        help="autoseg's runs: its default bf16 autocast on the CPU (row autoseg), float32 (autoseg-fp32) "
+        "or both; nnU-Net trains in float32 on the CPU (it autocasts on CUDA only)",
+    )
+    ap.add_argument(
         "--ab-rounds",
         type=int,
         default=6,
@@ -695,12 +717,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{dataset}/dataset.json not found")
     if args.warmup >= args.iterations:
         sys.exit("--iterations must exceed --warmup")
-    tools = {"both": ["nnunet", "autoseg"], "ab": []}.get(args.only, [args.only])
+    autoseg_runs = {"both": ["autoseg", "autoseg-fp32"], "bf16": ["autoseg"], "fp32": ["autoseg-fp32"]}
+    mine = autoseg_runs[args.precision]
+    tools = {"both": ["nnunet", *mine], "ab": [], "autoseg": mine}.get(args.only, [args.only])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out.resolve() / f"train_{stamp}"
     out.mkdir(parents=True)
     prep = args.prep_dir.resolve() if args.prep_dir else out / "prep"
     prep.mkdir(parents=True, exist_ok=True)
+    args.with_nnunet = "nnunet" in tools or args.ab_rounds > 0  # nnU-Net's plans are needed then
     paths = prepare(args, dataset, prep)
 
     runs: list[dict[str, Any]] = []

@@ -166,10 +166,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "torch-export", "onnxruntime", "openvino", "torchscript"],
-        help="run the networks with torch (the reference) or an export checked against it (CPU; "
-        "exported beside each checkpoint on first use, or by export-model --onnx/--torch-export); "
-        "torchscript: removed (torch.jit is deprecated), use torch-export",
+        choices=["auto", "torch", "torch-export", "onnxruntime", "openvino", "torchscript"],
+        help="run the networks with torch (the reference, the default) or an export checked against it "
+        "(CPU; exported beside each checkpoint on first use, or by export-model --onnx/--torch-export); "
+        "auto: the fastest installed on the CPU (openvino, then onnxruntime), torch on a GPU; the log "
+        "and predict.json say which ran; torchscript: removed (torch.jit is deprecated), use torch-export",
     )
     p.add_argument(
         "--resample",

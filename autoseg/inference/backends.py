@@ -51,11 +51,18 @@ from torch import Tensor, nn
 from autoseg.utils.files import atomic_path
 from autoseg.utils.lookup import unknown_name
 
-__all__ = ["BACKENDS", "EXPORTS", "REMOVED", "ExportError", "export_network", "load_runner"]
+__all__ = [
+    "AUTO_ORDER", "BACKENDS", "EXPORTS", "REMOVED", "ExportError", "choose_backend", "export_network",
+    "load_runner",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torch-export", "onnxruntime", "openvino")
+# ``auto`` on the CPU: the first of these whose packages are installed (fastest first, measured in
+# benchmarks/RESULTS.md: OpenVINO about 2x torch's speed per forward pass here, onnxruntime 1.4x)
+AUTO_ORDER = ("openvino", "onnxruntime")
+AUTO_NEEDS = {"openvino": ("openvino", "onnx"), "onnxruntime": ("onnxruntime", "onnx")}
 EXPORTS = {"onnx": ".onnx", "torch-export": ".pt2"}
 BACKEND_EXPORT = {"torch-export": "torch-export", "onnxruntime": "onnx", "openvino": "onnx"}
 #: What replaced a removed backend or export, for the message that names it.
@@ -160,6 +167,7 @@ def export_network(
     kind: str,
     sample: Tensor | None = None,
     force: bool = False,
+    folder: Path | None = None,
 ) -> dict[str, Any]:
     """Export ``network`` (the torch network of ``checkpoint``) as ``kind`` beside it, checked; the record.
 
@@ -170,6 +178,7 @@ def export_network(
         kind: ``onnx`` or ``torch-export``.
         sample: a real preprocessed case (1, C, *patch) for the argmax check, if available.
         force: export again even if a matching record exists.
+        folder: where the export and its record go (default: beside the checkpoint).
 
     Raises:
         ExportError: the export differs from torch beyond the tolerances (nothing is kept).
@@ -178,7 +187,7 @@ def export_network(
         raise ValueError(f"export {kind!r}: {REMOVED[kind]}")
     if kind not in EXPORTS:
         raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORTS)}")
-    path = checkpoint.with_suffix(EXPORTS[kind])
+    path = (folder or checkpoint.parent) / checkpoint.with_suffix(EXPORTS[kind]).name
     record_path = path.with_name(path.name + ".json")
     ckpt_hash = sha256_of(checkpoint)
     if not force and record_path.is_file() and path.is_file():
@@ -188,8 +197,9 @@ def export_network(
     shape = (int(meta["in_channels"]), *(int(p) for p in meta["patch_size"]))
     network = network.to("cpu").eval()
     _export_file(network, torch.zeros(1, *shape), kind, path)
-    runner = _open(path, kind if kind == "torch-export" else "onnxruntime")
-    check = check_equivalence(network, runner, shape, sample)
+    checker = _checker(kind)
+    runner = _open(path, checker)
+    check = {**check_equivalence(network, runner, shape, sample), "checked_with": checker}
     if not check["ok"]:
         path.unlink(missing_ok=True)
         raise ExportError(
@@ -212,6 +222,15 @@ def export_network(
     log.info("%s: %s export checked (max |diff| %.1e, Dice %.4f)", path, kind, check["max_abs_diff_random"],
              check["dice_argmax"])  # fmt: skip
     return record
+
+
+def _checker(kind: str) -> str:
+    """The runtime an export is checked with: torch-export its own, onnxruntime for ONNX, else OpenVINO."""
+    if kind == "torch-export":
+        return "torch-export"
+    import importlib.util
+
+    return next((b for b in ("onnxruntime", "openvino") if importlib.util.find_spec(b)), "onnxruntime")
 
 
 def _versions() -> dict[str, str]:
@@ -269,6 +288,30 @@ def _open(path: Path, backend: str) -> Callable[[Tensor], Tensor]:
     return _NumpyRunner(lambda a: compiled(a)[0], "openvino")
 
 
+def choose_backend(requested: str, device: torch.device) -> tuple[str, str]:
+    """The backend to run and why: ``requested`` itself, or for ``auto`` the fastest one installed.
+
+    ``auto`` is torch on a GPU (the exports run on the CPU only) and on the CPU the first backend of
+    :data:`AUTO_ORDER` whose packages import, else torch, saying which package is missing.
+
+    Example:
+        >>> choose_backend("auto", torch.device("cuda"))
+        ('torch', 'auto: torch on cuda (the exported backends run on the CPU)')
+    """
+    if requested != "auto":
+        return requested, "asked for"
+    if device.type != "cpu":
+        return "torch", f"auto: torch on {device.type} (the exported backends run on the CPU)"
+    import importlib.util
+
+    for name in AUTO_ORDER:
+        if all(importlib.util.find_spec(module) is not None for module in AUTO_NEEDS[name]):
+            return name, "auto: the fastest backend installed for the CPU"
+    return "torch", (
+        "auto: torch, the only backend installed (pip install 'autoseg[openvino]' for the fastest CPU one)"
+    )
+
+
 def load_runner(
     checkpoint: Path,
     network: nn.Module,
@@ -279,12 +322,14 @@ def load_runner(
     """The fold's network as a callable (B, C, *patch) -> logits (B, K, *patch) on ``backend``.
 
     ``torch`` returns ``network`` itself; the others export it first if there is no matching export
-    (see the module docstring). They run on the CPU: another ``device`` is an error.
+    (see the module docstring). They run on the CPU: another ``device`` is an error. ``auto`` is
+    :func:`choose_backend`'s choice.
     """
     if backend in REMOVED:
         raise ValueError(f"--backend {backend}: {REMOVED[backend]}")
+    backend = choose_backend(backend, device)[0]
     if backend not in BACKENDS:
-        raise ValueError(unknown_name("backend", backend, BACKENDS))
+        raise ValueError(unknown_name("backend", backend, (*BACKENDS, "auto")))
     if backend == "torch":
         return network
     if device.type != "cpu":
@@ -292,5 +337,21 @@ def load_runner(
             f"--backend {backend} runs on the CPU; use --device cpu or --backend torch on {device}"
         )
     kind = BACKEND_EXPORT[backend]
-    record = export_network(checkpoint, network, meta, kind)
-    return _open(checkpoint.with_suffix(EXPORTS[kind]), backend) if record else network
+    folder = export_folder(checkpoint)
+    record = export_network(checkpoint, network, meta, kind, folder=folder)
+    return _open(folder / record["file"], backend)
+
+
+def export_folder(checkpoint: Path) -> Path:
+    """Where a checkpoint's exports are kept: beside it, or when its folder is read-only (a shared
+    model) in ``$AUTOSEG_CACHE`` (default ``~/.cache/autoseg``) under ``exports/<sha256 of the
+    checkpoint, 16 digits>/``, so that the default command works on models it cannot write to."""
+    import os
+
+    if os.access(checkpoint.parent, os.W_OK):
+        return checkpoint.parent
+    cache = Path(os.environ.get("AUTOSEG_CACHE") or Path.home() / ".cache" / "autoseg")
+    folder = cache / "exports" / sha256_of(checkpoint)[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("%s is read-only: its export is kept in %s", checkpoint.parent, folder)
+    return folder

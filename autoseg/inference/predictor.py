@@ -35,7 +35,7 @@ from autoseg.cascade.encoding import one_hot_previous
 from autoseg.cascade.previous_stage import to_preprocessed_grid
 from autoseg.contracts.case import CaseProperties
 from autoseg.contracts.plans import Plans
-from autoseg.inference.backends import load_runner
+from autoseg.inference.backends import choose_backend, load_runner
 from autoseg.inference.batching import BatchSizer
 from autoseg.inference.model import TrainedConfiguration, load_fold_network, trained_folds
 from autoseg.inference.native import COMPACT_ABOVE_BYTES, compact_logits
@@ -58,8 +58,10 @@ class PredictOptions:
         tta: mirroring test-time augmentation over the axes the model was trained to mirror.
         step_size: sliding-window step as a fraction of the patch (0.5: tiles overlap by half).
         amp: autocast on CUDA (ignored on the CPU).
-        backend: torch (the reference), torch-export, onnxruntime or openvino
-            (:mod:`autoseg.inference.backends`; the last three on the CPU).
+        backend: torch (the reference, the default), torch-export, onnxruntime or openvino
+            (:mod:`autoseg.inference.backends`; the last three on the CPU), or ``auto``: the fastest
+            installed on the CPU (OpenVINO where installed), torch on a GPU
+            (:func:`~autoseg.inference.backends.choose_backend`).
         resample: how probabilities go back to the native spacing: ``torch`` (on the device,
             :mod:`autoseg.inference.resample_torch`), ``scipy`` (on the CPU, the reference), or
             ``auto``: torch on a GPU (scipy when the GPU runs out of memory), scipy on the CPU.
@@ -126,6 +128,8 @@ class ConfigurationPredictor:
         self.previous = _previous_stage(trained, device, options) if conf.previous_stage else None
         self.previous_channels = tuple(tuple(v) for v in trained.plans.labels.evaluation_classes.values())
         expected = trained.plans.num_channels + (len(self.previous_channels) if self.previous else 0)
+        self.backend, why = choose_backend(options.backend, device)
+        log.info("%s: backend %s (%s)", trained.name, self.backend, why)
         for fold in folds:
             path = trained.checkpoint(fold, options.checkpoint)
             network, meta = load_fold_network(path, device, conf.architecture)
@@ -143,7 +147,7 @@ class ConfigurationPredictor:
                     f"{trained.folder / 'plans.json'} says {patch}; restore the plans.json the fold was "
                     "trained with (a trainer.patch_size is recorded there), or retrain the fold"
                 )
-            networks.append(load_runner(path, network, meta, options.backend, device))
+            networks.append(load_runner(path, network, meta, self.backend, device))
             mirror = [int(a) for a in meta.get("mirror_axes", range(len(patch)))]
         if not networks:
             raise ValueError(f"{trained.folder}: no folds to predict with")
@@ -170,6 +174,7 @@ class ConfigurationPredictor:
         patch = list(patch_size or conf.patch_size)
         self = cls.__new__(cls)
         self.previous, self.previous_channels = None, ()
+        self.backend = "torch"  # networks in memory
         self._setup(plans, configuration, list(networks), device, options, patch, list(conf.mirror_axes))
         self.trained = None
         return self

@@ -216,6 +216,7 @@ def _summary(
         "configurations": [p.configuration for p in predictors],
         "folds": {p.configuration: len(p.networks) for p in predictors},
         "options": asdict(predictors[0].options) if predictors else {},
+        "backend": {p.configuration: p.backend for p in predictors},
         "postprocessing": postprocessing.to_dict() if postprocessing is not None else None,
         "nonfinite_replacement": nonfinite,
         "cases": results,

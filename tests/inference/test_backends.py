@@ -93,3 +93,93 @@ def test_unknown_backend_suggests_the_nearest(tmp_path: Path) -> None:
     checkpoint, net = _fold(tmp_path)
     with pytest.raises(ValueError, match=r"did you mean 'onnxruntime'"):
         load_runner(checkpoint, net, META, "onnxruntim", torch.device("cpu"))
+
+
+def test_auto_picks_the_fastest_installed_cpu_backend_and_torch_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    missing: set[str] = set()
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
+    cpu = torch.device("cpu")
+    assert backends.choose_backend("auto", torch.device("cuda")) == (
+        "torch", "auto: torch on cuda (the exported backends run on the CPU)"
+    )  # fmt: skip
+    assert backends.choose_backend("onnxruntime", cpu) == ("onnxruntime", "asked for")
+    pytest.importorskip("onnxruntime")
+    missing.add("openvino")
+    assert backends.choose_backend("auto", cpu)[0] == "onnxruntime"
+    missing.add("onnxruntime")
+    backend, why = backends.choose_backend("auto", cpu)
+    assert backend == "torch" and "pip install 'autoseg[openvino]'" in why
+    missing.clear()
+    if real("openvino") is not None:
+        assert backends.choose_backend("auto", cpu)[0] == "openvino"
+
+
+def test_auto_backend_repeats_exactly_and_matches_the_torch_reference(trained, tmp_path: Path) -> None:
+    """Predict with --backend auto: the choice, recorded; bit-identical reruns; torch's masks."""
+    import json
+
+    import numpy as np
+
+    from autoseg.cli import main
+    from autoseg.io.images import read_image
+
+    heldout = trained["heldout"] / "imagesTr"
+    common = [
+        "-i",
+        str(heldout),
+        "-m",
+        str(trained["results"]),
+        "-c",
+        "3d_fullres",
+        "-f",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    runs = {"a": ["--backend", "auto"], "b": ["--backend", "auto"], "torch": []}  # torch: the default
+    for name, extra in runs.items():
+        assert main(["predict", *common, "-o", str(tmp_path / name), "--save-probabilities", *extra]) == 0
+    chosen = backends.choose_backend("auto", torch.device("cpu"))[0]
+    record = json.loads((tmp_path / "a" / "predict.json").read_text())
+    assert record["backend"] == {"3d_fullres": chosen} and record["options"]["backend"] == "auto"
+    agree, total, foreground = 0, 0, 0
+    for case in ("case_000", "case_001", "case_002"):
+        a, b, ref = (read_image(tmp_path / n / f"{case}.nii.gz")[0] for n in runs)
+        pa, pb = (np.load(tmp_path / n / f"{case}.npz")["probabilities"] for n in ("a", "b"))
+        assert np.array_equal(a, b) and np.array_equal(pa, pb)  # run to run: exactly the same
+        agree, total, foreground = (
+            agree + int((a == ref).sum()),
+            total + a.size,
+            foreground + int((ref > 0).sum()),
+        )
+    assert foreground > 0.01 * total  # the model segments something: the agreement is not all background
+    assert agree / total >= 0.9999, f"{chosen} masks agree with torch's on {agree / total:.6f} of the voxels"
+
+
+def test_a_read_only_model_is_exported_into_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    pytest.importorskip("onnxruntime")
+    checkpoint, net = _fold(tmp_path / "model")
+    real_access = os.access
+    read_only = checkpoint.parent  # chmod is not enough when the tests run as root
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == read_only else real_access(p, mode))
+    monkeypatch.setenv("AUTOSEG_CACHE", str(tmp_path / "cache"))
+    runner = load_runner(checkpoint, net, META, "onnxruntime", torch.device("cpu"))
+    cached = tmp_path / "cache" / "exports" / backends.sha256_of(checkpoint)[:16] / "checkpoint_final.onnx"
+    assert cached.is_file() and not checkpoint.with_suffix(".onnx").exists()
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.inference_mode():
+        assert (runner(x) - net(x)).abs().max() < 1e-3
+    stamp = cached.stat().st_mtime_ns
+    load_runner(checkpoint, net, META, "onnxruntime", torch.device("cpu"))
+    assert cached.stat().st_mtime_ns == stamp  # found again, not exported again
