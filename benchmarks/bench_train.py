@@ -39,16 +39,17 @@ the same loss; then both losses (nnU-Net's ``DeepSupervisionWrapper(DC_and_CE_lo
 autoseg's ``DeepSupervisionLoss(DiceCELoss)``) forward + backward on the same outputs. Same
 process, same conditions: this separates the network from the rest of each trainer.
 
-Precision (``--precision both|bf16|fp32``, default both): autoseg runs with its default bf16
-autocast on the CPU (row ``autoseg``) and in float32 (``autoseg-fp32``, ``TrainerConfig(amp=False)``),
-each beside nnU-Net, which trains in float32 on the CPU (it autocasts on CUDA only); the ratios
-are per autoseg row.
+Precision (``--precision all|default|bf16|fp32``, default all): autoseg runs with its default
+(row ``autoseg``: ``amp_dtype=auto``, bf16 autocast where the CPU has bf16 in hardware, else
+float32), with bf16 autocast forced (``autoseg-bf16``, ``amp_dtype=bfloat16``) and in float32
+(``autoseg-fp32``, ``amp=False``), each beside nnU-Net, which trains in float32 on the CPU (it
+autocasts on CUDA only); the ratios are per autoseg row, and each row says what it ran.
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_train.py --dataset /work/shared/data/Dataset004_Hippocampus \
+    .venv/bin/python benchmarks/bench_train.py --dataset ../shared/data/Dataset004_Hippocampus \
         [--iterations 12] [--val-iterations 2] [--step-iterations 6] [--repeat 2] [--threads 2] \
-        [--ab-rounds 6] [--only both|autoseg|nnunet|ab] [--precision both|bf16|fp32] \
+        [--ab-rounds 6] [--only both|autoseg|nnunet|ab] [--precision all|default|bf16|fp32] \
         [--out benchmarks/work/bench_train] [--json-out FILE] [--prep-dir DIR] [--keep]
 
 The parent process needs only the standard library; ``--prep-dir`` reuses (or creates) the
@@ -72,6 +73,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_NNUNET_VENV = HERE / ".nnunet-venv"
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "Dataset004_Hippocampus"
+#: autoseg's precisions (--precision): the TrainerConfig fields of each, and its row in the table
+PRECISIONS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "bf16": {"amp": True, "amp_dtype": "bfloat16"},
+    "fp32": {"amp": False},
+}
+TOOL_OF = {"default": "autoseg", "bf16": "autoseg-bf16", "fp32": "autoseg-fp32"}
 CONFIGURATION = "3d_fullres"
 PHASES = ("data", "forward", "loss", "backward", "optimizer")
 
@@ -219,7 +227,7 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
         val_iterations=p["val_iterations"],
         num_workers=1,
         final_validation=False,
-        amp=p.get("amp", True),
+        **PRECISIONS[p.get("precision", "default")],
     )
     held: dict[str, Any] = {}
     original_build = setup_mod.build_parts
@@ -252,11 +260,12 @@ def worker_autoseg(p: dict[str, Any]) -> dict[str, Any]:
     loop_mod.train_epoch(parts, dataclasses.replace(cfg, iterations_per_epoch=p["step_iterations"]), 1)
     step_only = _pop_steps(clock)
     conf = plans.configuration(CONFIGURATION)
+    dtype = held["parts"].autocast_dtype
     import monai
 
     return {
-        "tool": "autoseg" if cfg.amp else "autoseg-fp32",
-        "precision": "bfloat16 autocast" if cfg.amp else "float32",
+        "tool": TOOL_OF[p.get("precision", "default")],
+        "precision": f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "float32",
         "amp": cfg.amp,
         "versions": {"torch": torch.__version__, "monai": monai.__version__},
         "patch_size": list(conf.patch_size),
@@ -462,7 +471,7 @@ def nnunet_name(dataset: Path) -> tuple[int, str]:
 
 
 def autoseg_exe() -> list[str]:
-    for cand in (Path(sys.executable).parent / "autoseg", shutil.which("autoseg"), "/work/venv/bin/autoseg"):
+    for cand in (Path(sys.executable).parent / "autoseg", shutil.which("autoseg")):
         if cand and Path(cand).exists():
             return [str(cand)]
     return [sys.executable, "-m", "autoseg"]
@@ -534,7 +543,7 @@ def run_worker(tool: str, args: argparse.Namespace, paths: dict[str, str], workd
         "nnunet_name": paths["nnunet_name"],
         "nnunet_venv": str(Path(args.nnunet_venv).resolve()),
         "ab_rounds": args.ab_rounds,
-        "amp": tool != "autoseg-fp32",
+        "precision": {v: k for k, v in TOOL_OF.items()}.get(tool, "default"),
     }
     result_file = workdir / "result.json"
     if tool == "nnunet":
@@ -685,10 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("both", "autoseg", "nnunet", "ab"), default="both")
     ap.add_argument(
         "--precision",
-        choices=("both", "bf16", "fp32"),
-        default="both",
-        help="autoseg's runs: its default bf16 autocast on the CPU (row autoseg), float32 (autoseg-fp32) "
-        "or both; nnU-Net trains in float32 on the CPU (it autocasts on CUDA only)",
+        choices=("all", "default", "bf16", "fp32"),
+        default="all",
+        help="autoseg's runs: its default (row autoseg: bf16 autocast where the CPU has bf16 in hardware, "
+        "else float32), bf16 autocast forced (autoseg-bf16), float32 (autoseg-fp32), or all three; nnU-Net "
+        "trains in float32 on the CPU (it autocasts on CUDA only)",
     )
     ap.add_argument(
         "--ab-rounds",
@@ -717,8 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{dataset}/dataset.json not found")
     if args.warmup >= args.iterations:
         sys.exit("--iterations must exceed --warmup")
-    autoseg_runs = {"both": ["autoseg", "autoseg-fp32"], "bf16": ["autoseg"], "fp32": ["autoseg-fp32"]}
-    mine = autoseg_runs[args.precision]
+    mine = list(TOOL_OF.values()) if args.precision == "all" else [TOOL_OF[args.precision]]
     tools = {"both": ["nnunet", *mine], "ab": [], "autoseg": mine}.get(args.only, [args.only])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out.resolve() / f"train_{stamp}"

@@ -15,7 +15,7 @@ nnU-Net has no uncertainty maps, so no nnU-Net run here.
 
 Usage::
 
-    git -C /work/main archive main | tar -x -C /tmp/before     # the version to compare with
+    git archive main | tar -x -C /tmp/before     # the version to compare with
     .venv/bin/python benchmarks/bench_uncertainty.py --before /tmp/before [--repeat 3] \
         [--cases 4] [--heldout 3] [--shape 48 64 64] [--out benchmarks/work/bench_uncertainty] \
         [--model RESULTS/DatasetX --inputs IMAGES]   # an already trained model (its fold 0) instead

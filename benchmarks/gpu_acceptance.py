@@ -110,6 +110,9 @@ def trainer(args: argparse.Namespace, b: dict[str, int], **changes: Any) -> dict
         iterations_per_epoch=b["iterations"],
         val_iterations=b["val_iterations"],
         amp=True,
+        # the GPU's own choice (bf16, or fp16 + scaler on older cards); the CPU twin runs bf16 autocast,
+        # which amp_dtype=auto leaves off on CPUs without bf16 in hardware
+        amp_dtype="bfloat16" if str(args.device).startswith("cpu") else "auto",
         compile=args.compile,
         deterministic=args.deterministic,
         augment_on="auto",

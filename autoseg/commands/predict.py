@@ -165,12 +165,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-amp", action="store_true", help="full precision on the GPU")
     p.add_argument(
         "--backend",
-        default="torch",
+        default="auto",
         choices=["auto", "torch", "torch-export", "onnxruntime", "openvino", "torchscript"],
-        help="run the networks with torch (the reference, the default) or an export checked against it "
-        "(CPU; exported beside each checkpoint on first use, or by export-model --onnx/--torch-export); "
-        "auto: the fastest installed on the CPU (openvino, then onnxruntime), torch on a GPU; the log "
-        "and predict.json say which ran; torchscript: removed (torch.jit is deprecated), use torch-export",
+        help="auto (the default): the fastest backend installed for the CPU (openvino, then onnxruntime, "
+        "else torch), torch on a GPU; the log and predict.json say which ran. torch: the reference; "
+        "torch-export/onnxruntime/openvino: an export checked against torch (CPU; made beside each "
+        "checkpoint on first use, or by export-model --onnx/--torch-export); torchscript: removed "
+        "(torch.jit is deprecated), use torch-export",
     )
     p.add_argument(
         "--resample",

@@ -83,7 +83,8 @@ class LoadedCase:
     Attributes:
         name: the case identifier.
         images: (C, Z, Y, X) float32, channels in channel order (Z is 1 for a 2D dataset).
-        label: (Z, Y, X) int16 label values, or None for a case without label.
+        label: (Z, Y, X) label values, uint8 as stored (a large CT's label stays 1 byte a
+            voxel), else int16; None for a case without label.
         geometry: the geometry of channel 0, as in its file.
         replaced: channel file (relative to the dataset) -> non-finite voxels replaced in it.
     """
@@ -108,11 +109,17 @@ def _to_loaded(
             if count:
                 replaced[relative(p, root)] = count
                 arrays[p] = replace_nonfinite(arrays[p], nonfinite)
-    images = np.stack([zyx(arrays[p]).astype(np.float32, copy=False) for p in case.images])
+    # one float32 array, each channel cast into it and its file's array dropped (``arrays`` is the
+    # caller's scratch): no second full-size copy while a large case is read
+    shape = zyx(arrays[case.images[0]]).shape
+    images = np.empty((len(case.images), *shape), dtype=np.float32)
+    for c, p in enumerate(case.images):
+        images[c] = zyx(arrays.pop(p))
     label = None
     if case.label is not None:
-        raw = zyx(arrays[case.label])
-        label = (np.rint(raw) if raw.dtype.kind == "f" else raw).astype(np.int16)
+        raw = zyx(arrays.pop(case.label))
+        small = raw.dtype == np.uint8
+        label = raw if small else (np.rint(raw) if raw.dtype.kind == "f" else raw).astype(np.int16)
     return LoadedCase(name=case.name, images=images, label=label, geometry=geometry, replaced=replaced)
 
 

@@ -69,9 +69,11 @@ def nonzero_bbox(images: np.ndarray) -> tuple[BBox, np.ndarray]:
         >>> nonzero_bbox(img)[0]
         [[1, 3], [2, 3]]
     """
-    mask = np.any(images != 0, axis=0)
+    mask = images[0] != 0 if images.shape[0] == 1 else np.any(images != 0, axis=0)
     if not mask.any():
         return [[0, int(n)] for n in mask.shape], np.ones_like(mask)
+    if mask.all():  # a CT (air is -1000) or any image without zeros: no holes, the whole image
+        return [[0, int(n)] for n in mask.shape], mask
     mask = fill_holes(mask)
     bbox = []
     for axis in range(mask.ndim):
@@ -93,16 +95,20 @@ def crop_with_mask(
         mask: (*spatial) bool, from :func:`nonzero_bbox`.
 
     Returns:
-        ``(images, label, mask)`` cropped; the images are a view, the label a new array.
+        ``(images, label, mask)`` cropped; the images are a view, the label a new array, or a view
+        of ``label`` where no voxel is outside the mask (a large CT: no second copy of its label).
     """
     region = bbox_slices(bbox)
     mask = mask[region]
     cropped_label = None
     if label is not None:
         cropped_label = label[region]
-        if cropped_label.dtype.kind != "i":
-            cropped_label = cropped_label.astype(np.int16)
-        cropped_label = np.where(mask, cropped_label, np.asarray(OUTSIDE_LABEL, cropped_label.dtype))
+        wide = cropped_label.dtype if cropped_label.dtype.kind == "i" else np.dtype(np.int16)  # -1 fits
+        if mask.all():
+            cropped_label = cropped_label.astype(wide, copy=False)
+        else:  # one new array, cast and masked at once
+            outside = np.asarray(OUTSIDE_LABEL, wide)
+            cropped_label = np.where(mask, cropped_label, outside).astype(wide, copy=False)
     return images[(slice(None), *region)], cropped_label, mask
 
 

@@ -134,11 +134,18 @@ def normalize(
             f"{images.shape[0]} channels but {len(schemes)} normalization schemes and "
             f"{len(use_mask)} use_mask_for_norm flags in the plans"
         )
-    out = np.empty(images.shape, dtype=np.float32)
     props = intensity_properties or {}
+    out: np.ndarray | None = None
     for c, (scheme, masked) in enumerate(zip(schemes, use_mask, strict=True)):
         fn = get_normalizer(scheme)
         if masked and mask is None:
             raise ValueError(f"channel {c}: use_mask_for_norm is set but no mask was given")
-        out[c] = fn(images[c], mask if masked else None, props.get(str(c)))
+        channel = fn(images[c], mask if masked else None, props.get(str(c)))
+        if images.shape[0] == 1:  # the normalizer's own new array: no second float32 copy of the case
+            return channel.astype(np.float32, copy=False)[np.newaxis]
+        if out is None:
+            out = np.empty(images.shape, dtype=np.float32)
+        out[c] = channel
+        del channel
+    assert out is not None
     return out

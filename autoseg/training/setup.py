@@ -65,6 +65,7 @@ from autoseg.training.schedule import extension_anchor
 from autoseg.training.spec import FoldSpec as FoldSpec  # re-exported
 from autoseg.training.spec import fold_cases as fold_cases  # re-exported
 from autoseg.training.tracking import open_tracker, tracked
+from autoseg.utils.device import cpu_native_bf16
 from autoseg.utils.device import pick_device as pick_device  # re-exported
 from autoseg.utils.files import write_json
 
@@ -84,8 +85,11 @@ def _num_workers(cfg: TrainerConfig, processes_per_node: int = 1) -> int:
 def _mixed_precision(cfg: TrainerConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype, needs a grad scaler) on any device.
 
-    ``amp_dtype=auto``: bf16 on the CPU and on GPUs that support it, fp16 + grad scaler on older
-    GPUs; ``float16`` always comes with a scaler (``torch.amp.GradScaler`` works on the CPU too).
+    ``amp_dtype=auto``: bf16 on GPUs that support it, fp16 + grad scaler on older GPUs; on the CPU
+    bf16 where it has bf16 in hardware (:func:`~autoseg.utils.device.cpu_native_bf16`), else float32
+    (emulated bf16 measured 2.2x slower per step than float32, benchmarks/RESULTS.md). ``bfloat16``
+    forces bf16 anywhere; ``float16`` always comes with a scaler (``torch.amp.GradScaler`` works on the
+    CPU too).
     """
     if not cfg.amp:
         return None, False
@@ -93,6 +97,8 @@ def _mixed_precision(cfg: TrainerConfig, device: torch.device) -> tuple[torch.dt
         return torch.float16, True
     if cfg.amp_dtype == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16, True
+    if cfg.amp_dtype == "auto" and device.type == "cpu" and not cpu_native_bf16():
+        return None, False
     return torch.bfloat16, False
 
 
@@ -279,6 +285,8 @@ def _start_lines(
         if dtype
         else "fp32"
     )
+    if cfg.amp and dtype is None:
+        mode += " (amp_dtype=auto: this CPU has no bf16 in hardware; trainer.amp_dtype=bfloat16 forces it)"
     lines = [
         f"{'resuming at' if resume else 'starting'} epoch {epoch} of {cfg.epochs}: "
         f"{spec.configuration} fold {spec.fold}, {len(spec.train_cases)} training / "

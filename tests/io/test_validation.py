@@ -71,7 +71,7 @@ def test_valid_multichannel_dataset_loads_channels_in_order(tmp_path: Path) -> N
     assert loaded.images.shape == (3, *SHAPE) and loaded.images.dtype == np.float32
     for c in range(3):
         np.testing.assert_allclose(loaded.images[c], image_array(10 + c))
-    assert loaded.label is not None and loaded.label.dtype == np.int16
+    assert loaded.label is not None and loaded.label.dtype == np.uint8  # as stored: 1 byte a voxel
     assert sorted(np.unique(loaded.label).tolist()) == [0, 1, 2]
     assert loaded.geometry == read_image(dataset.cases[1].images[0])[1]
 
@@ -569,3 +569,32 @@ def test_problem_str_and_format() -> None:
         "  error: imagesTr/a_0000.nii.gz: broken",
         "  warning: dataset.json: something odd",
     ]
+
+
+def test_label_values_are_counted_in_chunks_across_their_boundaries(monkeypatch):
+    """The distinct label values come from bincounts of bounded chunks (a 512 x 512 x 400 label is
+    not copied to int64); values that sit only at a chunk's edge are still found."""
+    from autoseg.io import case_checks
+
+    monkeypatch.setattr(case_checks, "BINCOUNT_CHUNK", 7)
+    label = np.zeros((3, 5, 4), dtype=np.uint8)
+    label.flat[6], label.flat[7], label.flat[59] = 3, 9, 200  # last of chunk 0, first of chunk 1, last voxel
+    assert case_checks._unique_ints(label) == [0, 3, 9, 200]
+    assert case_checks._unique_ints(label.astype(np.int16) - 1) == [-1, 2, 8, 199]  # negatives: np.unique
+
+
+def test_crop_keeps_a_view_of_the_label_when_nothing_is_outside_the_mask():
+    """A CT (no zero voxel): no hole filling, the whole image is the box, and the label is cast once
+    (uint8 -> int16) instead of copied and masked; with zeros at the border, -1 marks them."""
+    from autoseg.preprocessing.crop import crop_with_mask, nonzero_bbox
+
+    images = np.full((1, 4, 5, 6), -1000.0, dtype=np.float32)
+    label = np.arange(120, dtype=np.uint8).reshape(4, 5, 6) % 3
+    bbox, mask = nonzero_bbox(images)
+    assert bbox == [[0, 4], [0, 5], [0, 6]] and mask.all()
+    _, cropped, _ = crop_with_mask(images, label, bbox, mask)
+    assert cropped.dtype == np.int16 and np.array_equal(cropped, label)
+    images[0, 0] = 0  # the first slice is zero: outside the mask, cropped away
+    bbox, mask = nonzero_bbox(images)
+    _, cropped, mask = crop_with_mask(images, label, bbox, mask)
+    assert bbox[0] == [1, 4] and cropped.dtype == np.int16 and np.array_equal(cropped, label[1:])

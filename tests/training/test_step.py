@@ -14,6 +14,7 @@ from autoseg.training.config import TrainerConfig
 from autoseg.training.loop import TrainingParts, train_epoch
 from autoseg.training.setup import _mixed_precision
 from autoseg.training.step import NonFiniteLossError
+from autoseg.utils.device import cpu_native_bf16
 
 
 class ScriptedLoss(torch.nn.Module):
@@ -78,7 +79,9 @@ def test_too_many_non_finite_losses_in_a_row_stop_the_run_naming_epoch_and_itera
 
 def test_cpu_amp_is_bf16_autocast_and_float16_brings_a_grad_scaler():
     cpu = torch.device("cpu")
-    assert _mixed_precision(TrainerConfig(amp=True), cpu) == (torch.bfloat16, False)
+    auto = (torch.bfloat16, False) if cpu_native_bf16() else (None, False)  # emulated bf16 is slower
+    assert _mixed_precision(TrainerConfig(amp=True), cpu) == auto
+    assert _mixed_precision(TrainerConfig(amp=True, amp_dtype="bfloat16"), cpu) == (torch.bfloat16, False)
     assert _mixed_precision(TrainerConfig(amp=True, amp_dtype="float16"), cpu) == (torch.float16, True)
     assert _mixed_precision(TrainerConfig(amp=False), cpu) == (None, False)
     loss = ScriptedLoss()
@@ -117,3 +120,18 @@ def test_compile_on_the_cpu_trains_like_eager():
     assert abs(a["train_loss"] - b["train_loss"]) < 1e-2
     for w_eager, w_compiled in zip(weights(eager), weights(compiled), strict=True):
         torch.testing.assert_close(w_eager, w_compiled, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni", False),  # AVX-512 without BF16
+        ("flags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16", True),  # Sapphire Rapids
+        ("Features\t: fp asimd sve bf16 i8mm", True),  # ARM (Graviton 3)
+        ("processor\t: 0", False),  # no flags line
+    ],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\n{flags}\n")
+    assert cpu_native_bf16(info) is native

@@ -95,9 +95,10 @@ def test_resume_without_checkpoint_is_a_clear_error(easy_task, tmp_path):
 
 
 def test_autoseg_train_with_cpu_amp_learns_like_fp32(easy_task, tmp_path):
-    """``autoseg train ... trainer.amp=true`` on the CPU: bf16 autocast through the same loop, to the
-    Dice threshold of the fp32 test (torch.compile's CPU twin: tests/training/test_step.py, where a
-    tiny network keeps inductor's compile time short)."""
+    """``autoseg train ... trainer.amp=true trainer.amp_dtype=bfloat16`` on the CPU: bf16 autocast
+    through the same loop, to the Dice threshold of the fp32 test (the CPU twin of the GPU's bf16;
+    ``amp_dtype=auto`` leaves it off on CPUs without bf16 in hardware; torch.compile's CPU twin:
+    tests/training/test_step.py, where a tiny network keeps inductor's compile time short)."""
     from autoseg.cli import main
 
     pre, _ = easy_task
@@ -108,6 +109,7 @@ def test_autoseg_train_with_cpu_amp_learns_like_fp32(easy_task, tmp_path):
         "--device",
         "cpu",
         *fast_overrides(epochs=6, val_iterations=2, amp=True),
+        "trainer.amp_dtype=bfloat16",
     ]
     assert main(args) == 0
     fold = tmp_path / pre.name / "default" / "3d_fullres" / "fold_0"
