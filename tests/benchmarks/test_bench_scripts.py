@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,30 @@ def test_bench_plan_autoseg_side(tiny: dict[str, Path]) -> None:
     _run([*args, "--out", str(tiny["root"] / "bpl"), "--json-out", str(out)], tiny["root"])
     report = json.loads(out.read_text())
     assert report["summary"]["autoseg"]["n_ok"] == 1 and report["summary"]["autoseg"]["wall_s"] > 0
+
+
+def test_make_large_ct_writes_a_dataset_that_validates(tmp_path: Path) -> None:
+    """make_large_ct (the many-class CT of issue 22's must-show 2 and 3), at a tiny size: a dataset
+    autoseg validates, with every requested label present."""
+    raw = tmp_path / "Dataset978_SmallCT"
+    args = [str(BENCH / "make_large_ct.py"), str(raw), "--cases", "1", "--shape", "12", "24", "24"]
+    _run([*args, "--classes", "5"], tmp_path)
+    desc = json.loads((raw / "dataset.json").read_text())
+    assert len(desc["labels"]) == 6 and desc["numTraining"] == 1
+    import SimpleITK as sitk
+
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(next((raw / "labelsTr").iterdir()))))
+    assert label.shape == (12, 24, 24) and set(np.unique(label).tolist()) == set(range(6))
+    _run(["-m", "autoseg", "validate", str(raw)], tmp_path)
+
+
+def test_bench_resenc_reports_parameters_and_memory(tiny: dict[str, Path]) -> None:
+    """bench_resenc without --time (no nnU-Net): each planner preset's network is built and sized."""
+    out = tiny["root"] / "resenc.json"
+    args = [str(BENCH / "bench_resenc.py"), "--dataset", str(tiny["raw"]), "--json-out", str(out)]
+    _run(args, tiny["root"])
+    counts = json.loads(out.read_text())["counts"]
+    assert {c["configuration"] for c in counts} >= {"3d_fullres", "2d"}
+    assert len({c["preset"] for c in counts}) >= 2
+    for c in counts:  # the planner's memory estimate is the built network's own count
+        assert c["autoseg_params"] > 0 and c["plan_estimate"] == c["autoseg_conv_elements"] > 0, c
