@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -286,10 +287,17 @@ def _open(path: Path, backend: str) -> Callable[[Tensor], Tensor]:
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return _NumpyRunner(lambda a: session.run(None, {"image": a})[0], "onnxruntime")
-    ov = _require("openvino", "--backend openvino")
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    compiled = _openvino_core().compile_model(str(path), "CPU", config)
     return _NumpyRunner(lambda a: compiled(a)[0], "openvino")
+
+
+@functools.cache
+def _openvino_core() -> Any:
+    """The process's one OpenVINO ``Core``: a new Core per model ended long processes with SIGSEGV
+    (the full test suite here, 2 of 2 runs; ultralytics/ultralytics#25864 saw the same after ~20
+    loads), and one Core per application is OpenVINO's own usage."""
+    return _require("openvino", "--backend openvino").Core()
 
 
 def choose_backend(requested: str, device: torch.device) -> tuple[str, str]:

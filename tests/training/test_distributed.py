@@ -80,9 +80,9 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def cli(args: list[str]) -> int:
-    """``autoseg ARGS`` in a fresh process with one torch thread, as each rank has. Not in-process: in
-    the full suite an in-process training here, after earlier tests had run OpenVINO predictions in
-    the pytest process, ended the pytest process with SIGSEGV (2 of 2 runs, 2026-12-06; not found)."""
+    """``autoseg ARGS`` in a fresh process with one torch thread, as each rank has (as users run it).
+    In-process, this module's tests were where the full suite's pytest process died with SIGSEGV
+    after earlier tests had made many OpenVINO Cores (now one per process: inference.backends)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "autoseg", *args], env=env, timeout=600).returncode
 
